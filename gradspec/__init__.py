@@ -1,0 +1,27 @@
+"""gradspec: will the gradients of this recurrent network vanish or explode, how fast, and why."""
+
+from . import cells as cells
+from . import init as init
+from .jacobians import default_readout as default_readout
+from .jacobians import gradient_profile as gradient_profile
+from .jacobians import step_jacobians as step_jacobians
+from .jacobians import trajectory as trajectory
+from .spectra import WeightSpectrum as WeightSpectrum
+from .spectra import lyapunov_spectrum as lyapunov_spectrum
+from .spectra import product_singular_values as product_singular_values
+from .spectra import weight_spectrum as weight_spectrum
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "cells",
+    "init",
+    "default_readout",
+    "gradient_profile",
+    "step_jacobians",
+    "trajectory",
+    "WeightSpectrum",
+    "lyapunov_spectrum",
+    "product_singular_values",
+    "weight_spectrum",
+]

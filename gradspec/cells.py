@@ -1,0 +1,361 @@
+r"""Recurrent cells: the ``Cell`` contract and the built-in cells.
+
+A cell is data, not magic. ``cell.step(params, state, x) -> state`` is a pure function of a
+flat state vector (an LSTM's state is ``concat(h, c)``), ``params`` is a plain dict of arrays,
+and the cell object itself only holds static choices (the nonlinearity), so it is hashable
+and passes through ``jax.jit`` as a static argument.
+
+Every cell gets exact step Jacobians :math:`J_t = \partial h_t / \partial h_{t-1}` by
+automatic differentiation (``jax.jacrev`` / ``jax.jvp`` / ``jax.vjp`` of ``step``). The
+vanilla :class:`RNN` overrides them with the closed form
+:math:`J_t = \mathrm{diag}(f'(a_t))\, W_{hh}`, which is O(N^2) per product instead of a
+trace through the step. A user's own step function becomes a cell with :class:`StepCell`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Mapping, Union
+
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+
+from . import init as _init
+
+Params = Mapping[str, jax.Array]
+
+__all__ = ["Cell", "RNN", "LSTM", "GRU", "StepCell", "as_cell", "NONLINEARITIES"]
+
+
+def _linear(a):
+    return a
+
+
+#: Built-in elementwise nonlinearities and their derivative's supremum gamma = sup|f'|
+#: (Pascanu et al. 2013 use gamma in the vanishing bound).
+NONLINEARITIES: dict[str, tuple[Callable, float]] = {
+    "tanh": (jnp.tanh, 1.0),
+    "sigmoid": (jax.nn.sigmoid, 0.25),
+    "relu": (jax.nn.relu, 1.0),
+    "linear": (_linear, 1.0),
+}
+
+
+class Cell:
+    """Base class and contract of a recurrent cell.
+
+    Subclasses implement ``step``, ``state_size``, ``hidden_size``, ``input_size``,
+    ``init`` and ``param_shapes``. The Jacobian methods below are exact by autodiff and
+    may be overridden by a closed form (see :class:`RNN`).
+    """
+
+    def step(self, params: Params, state: jax.Array, x: jax.Array) -> jax.Array:
+        """One step ``h_t = F(params, h_{t-1}, x_t)``; ``state`` (S,), ``x`` (D,)."""
+        raise NotImplementedError
+
+    def state_size(self, hidden: int) -> int:
+        """Length S of the flat state for ``hidden`` units."""
+        return hidden
+
+    def hidden_size(self, params: Params) -> int:
+        """Number of hidden units N read off ``params``."""
+        raise NotImplementedError
+
+    def input_size(self, params: Params) -> int:
+        """Input dimension D read off ``params``."""
+        raise NotImplementedError
+
+    def param_shapes(self, hidden: int, inputs: int) -> dict[str, tuple[int, ...]]:
+        """Expected shape of every parameter."""
+        raise NotImplementedError
+
+    def init(self, key, hidden: int, inputs: int, *, recurrent_init=None, dtype=None):
+        raise NotImplementedError
+
+    def output_size(self, state_size: int) -> int:
+        """How many leading state entries are the visible output h (rest: memory)."""
+        return state_size
+
+    # -- exact derivatives of ``step`` w.r.t. the state, by autodiff ------------------
+    def jacobian(self, params, state, x) -> jax.Array:
+        """J = d step / d state, shape (S, S), row i = d h_t[i] / d h_{t-1}."""
+        return jax.jacrev(self.step, argnums=1)(params, state, x)
+
+    def jvp(self, params, state, x, tangents) -> jax.Array:
+        """J @ tangents for tangents of shape (S, k), without forming J."""
+        push = lambda v: jax.jvp(lambda h: self.step(params, h, x), (state,), (v,))[1]
+        return jax.vmap(push, in_axes=1, out_axes=1)(tangents)
+
+    def vjp(self, params, state, x, cotangent) -> jax.Array:
+        """cotangent @ J for a cotangent of shape (S,) (one reverse-mode step)."""
+        _, pull = jax.vjp(lambda h: self.step(params, h, x), state)
+        return pull(cotangent)[0]
+
+    # -- input checks at the API boundary ------------------------------------------
+    def check_params(self, params: Any) -> None:
+        """Raise ``TypeError``/``ValueError`` naming the bad parameter."""
+        if not isinstance(params, Mapping):
+            raise TypeError(
+                f"`params` of {type(self).__name__} must be a dict of arrays; "
+                f"got {type(params).__name__}."
+            )
+        hidden, inputs = self.hidden_size(params), self.input_size(params)
+        for name, shape in self.param_shapes(hidden, inputs).items():
+            if name not in params:
+                raise ValueError(
+                    f"`params` of {type(self).__name__} is missing {name!r}; "
+                    f"expected keys {sorted(self.param_shapes(hidden, inputs))}."
+                )
+            got = tuple(np.shape(params[name]))
+            if got != shape:
+                raise ValueError(
+                    f"`params[{name!r}]` must have shape {shape} for N={hidden}, "
+                    f"D={inputs}; got {got}."
+                )
+
+
+def _leading_dim(params: Params, name: str, cell: str) -> int:
+    if not isinstance(params, Mapping) or name not in params:
+        raise ValueError(f"`params` of {cell} must be a dict with key {name!r}.")
+    shape = np.shape(params[name])
+    if len(shape) != 2:
+        raise ValueError(f"`params[{name!r}]` must be a matrix; got shape {shape}.")
+    return shape
+
+
+def _default_dtype(dtype):
+    # float32 unless the user enabled x64 and asked for nothing else.
+    return jnp.dtype(dtype) if dtype is not None else jnp.zeros(()).dtype
+
+
+@dataclasses.dataclass(frozen=True)
+class RNN(Cell):
+    r"""Vanilla (Elman) RNN.
+
+    .. math::
+        a_t = W_{hh} h_{t-1} + W_{xh} x_t + b, \qquad h_t = f(a_t),
+        \qquad J_t = \mathrm{diag}(f'(a_t))\, W_{hh}.
+
+    Args:
+        nonlinearity: ``"tanh"``, ``"sigmoid"``, ``"relu"``, ``"linear"`` or any
+            elementwise differentiable callable ``f``.
+
+    Params: ``W_hh`` (N, N), ``W_xh`` (N, D), ``b`` (N,).
+
+    Examples:
+        >>> import jax, gradspec
+        >>> cell = gradspec.cells.RNN("tanh")
+        >>> params = cell.init(jax.random.key(0), hidden=8, inputs=2)
+        >>> cell.step(params, jax.numpy.zeros(8), jax.numpy.ones(2)).shape
+        (8,)
+    """
+
+    nonlinearity: Union[str, Callable] = "tanh"
+
+    def __post_init__(self):
+        nl = self.nonlinearity
+        if isinstance(nl, str) and nl not in NONLINEARITIES:
+            raise ValueError(
+                f"`nonlinearity` must be one of {sorted(NONLINEARITIES)} or a callable; "
+                f"got {nl!r}."
+            )
+        if not isinstance(nl, str) and not callable(nl):
+            raise TypeError(f"`nonlinearity` must be a str or callable; got {type(nl)}.")
+
+    @property
+    def f(self) -> Callable:
+        nl = self.nonlinearity
+        return NONLINEARITIES[nl][0] if isinstance(nl, str) else nl
+
+    @property
+    def name(self) -> str:
+        nl = self.nonlinearity
+        return nl if isinstance(nl, str) else getattr(nl, "__name__", "custom")
+
+    def preactivation(self, params, state, x):
+        return params["W_hh"] @ state + params["W_xh"] @ x + params["b"]
+
+    def step(self, params, state, x):
+        return self.f(self.preactivation(params, state, x))
+
+    def slope(self, a: jax.Array) -> jax.Array:
+        """f'(a) elementwise; one forward-mode pass, exact for any elementwise f."""
+        return jax.jvp(self.f, (a,), (jnp.ones_like(a),))[1]
+
+    # Closed forms: J = diag(f'(a)) W_hh.
+    def jacobian(self, params, state, x):
+        return self.slope(self.preactivation(params, state, x))[:, None] * params["W_hh"]
+
+    def jvp(self, params, state, x, tangents):
+        d = self.slope(self.preactivation(params, state, x))
+        return d[:, None] * (params["W_hh"] @ tangents)
+
+    def vjp(self, params, state, x, cotangent):
+        d = self.slope(self.preactivation(params, state, x))
+        return (cotangent * d) @ params["W_hh"]
+
+    def hidden_size(self, params):
+        return _leading_dim(params, "W_hh", "RNN")[0]
+
+    def input_size(self, params):
+        return _leading_dim(params, "W_xh", "RNN")[1]
+
+    def param_shapes(self, hidden, inputs):
+        return {"W_hh": (hidden, hidden), "W_xh": (hidden, inputs), "b": (hidden,)}
+
+    def check_params(self, params):
+        shape = _leading_dim(params, "W_hh", "RNN")
+        if shape[0] != shape[1]:
+            raise ValueError(f"`W_hh` must be square (N, N); got {shape}.")
+        super().check_params(params)
+
+    def init(self, key, hidden, inputs, *, recurrent_init=None, dtype=None):
+        """Params with ``W_hh = recurrent_init`` (default ``gaussian(1.0)``),
+        ``W_xh ~ N(0, 1/D)`` and ``b = 0``."""
+        dtype = _default_dtype(dtype)
+        recurrent_init = recurrent_init or _init.gaussian(1.0)
+        k_hh, k_xh = jr.split(key)
+        return {
+            "W_hh": recurrent_init(k_hh, (hidden, hidden), dtype),
+            "W_xh": _init.gaussian(1.0)(k_xh, (hidden, inputs), dtype),
+            "b": jnp.zeros((hidden,), dtype),
+        }
+
+
+class _Gated(Cell):
+    """Shared PyTorch layout of LSTM/GRU: ``weight_ih`` (G N, D), ``weight_hh`` (G N, N),
+    ``bias_ih``, ``bias_hh`` (G N,)."""
+
+    gates: int
+
+    def hidden_size(self, params):
+        return _leading_dim(params, "weight_hh", type(self).__name__)[1]
+
+    def input_size(self, params):
+        return _leading_dim(params, "weight_ih", type(self).__name__)[1]
+
+    def param_shapes(self, hidden, inputs):
+        g = self.gates * hidden
+        return {
+            "weight_ih": (g, inputs),
+            "weight_hh": (g, hidden),
+            "bias_ih": (g,),
+            "bias_hh": (g,),
+        }
+
+    def init(self, key, hidden, inputs, *, recurrent_init=None, dtype=None):
+        """PyTorch's default U(-1/sqrt(N), 1/sqrt(N)) for every tensor; when
+        ``recurrent_init`` is given, each gate's (N, N) block of ``weight_hh`` is drawn
+        from it instead (e.g. orthogonal per gate)."""
+        dtype = _default_dtype(dtype)
+        default = _init.uniform(1.0 / math.sqrt(hidden))
+        keys = jr.split(key, 4)
+        shapes = self.param_shapes(hidden, inputs)
+        params = {n: default(k, shapes[n], dtype) for n, k in zip(shapes, keys)}
+        if recurrent_init is not None:
+            blocks = jr.split(keys[1], self.gates)
+            params["weight_hh"] = jnp.concatenate(
+                [recurrent_init(k, (hidden, hidden), dtype) for k in blocks]
+            )
+        return params
+
+
+@dataclasses.dataclass(frozen=True)
+class LSTM(_Gated):
+    r"""LSTM with PyTorch's gate order i, f, g, o; state = concat(h, c), S = 2N.
+
+    .. math::
+        (i, f, g, o) = W_{ih} x + b_{ih} + W_{hh} h + b_{hh},\quad
+        c' = \sigma(f) \odot c + \sigma(i) \odot \tanh(g),\quad
+        h' = \sigma(o) \odot \tanh(c').
+    """
+
+    gates = 4
+
+    def step(self, params, state, x):
+        n = state.shape[-1] // 2
+        h, c = state[:n], state[n:]
+        z = params["weight_ih"] @ x + params["bias_ih"] + params["weight_hh"] @ h
+        i, f, g, o = jnp.split(z + params["bias_hh"], 4)
+        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        h = jax.nn.sigmoid(o) * jnp.tanh(c)
+        return jnp.concatenate([h, c])
+
+    def state_size(self, hidden):
+        return 2 * hidden
+
+    def output_size(self, state_size):
+        return state_size // 2
+
+
+@dataclasses.dataclass(frozen=True)
+class GRU(_Gated):
+    r"""GRU with PyTorch's gate order r, z, n; S = N.
+
+    .. math::
+        r = \sigma(W_{ir} x + b_{ir} + W_{hr} h + b_{hr}),\quad
+        z = \sigma(W_{iz} x + b_{iz} + W_{hz} h + b_{hz}),
+        n = \tanh(W_{in} x + b_{in} + r \odot (W_{hn} h + b_{hn})),\quad
+        h' = (1 - z) \odot n + z \odot h.
+    """
+
+    gates = 3
+
+    def step(self, params, state, x):
+        xr, xz, xn = jnp.split(params["weight_ih"] @ x + params["bias_ih"], 3)
+        hr, hz, hn = jnp.split(params["weight_hh"] @ state + params["bias_hh"], 3)
+        r = jax.nn.sigmoid(xr + hr)
+        z = jax.nn.sigmoid(xz + hz)
+        n = jnp.tanh(xn + r * hn)
+        return (1 - z) * n + z * state
+
+
+@dataclasses.dataclass(frozen=True)
+class StepCell(Cell):
+    """A user's own pure step function ``step_fn(params, state, x) -> state`` as a cell.
+
+    Its Jacobians come from autodiff. ``size`` is the state length S; ``params`` may be
+    any pytree (the shape checks of the built-in cells do not apply).
+
+    Examples:
+        >>> import jax.numpy as jnp, gradspec
+        >>> cell = gradspec.cells.StepCell(lambda p, h, x: jnp.tanh(p["W"] @ h + x), size=3)
+        >>> cell.step({"W": jnp.eye(3)}, jnp.zeros(3), jnp.ones(3)).shape
+        (3,)
+    """
+
+    step_fn: Callable = None
+    size: int = None
+
+    def __post_init__(self):
+        if not callable(self.step_fn):
+            raise TypeError(f"`step_fn` must be callable; got {type(self.step_fn)}.")
+        if not isinstance(self.size, int) or self.size < 1:
+            raise ValueError(f"`size` must be a positive int; got {self.size!r}.")
+
+    def step(self, params, state, x):
+        return self.step_fn(params, state, x)
+
+    def hidden_size(self, params):
+        return self.size
+
+    def input_size(self, params):
+        return None
+
+    def check_params(self, params):
+        pass
+
+
+def as_cell(cell: Any) -> Cell:
+    """Return ``cell`` if it is a :class:`Cell`; raise a clear error otherwise."""
+    if isinstance(cell, Cell):
+        return cell
+    if callable(cell):
+        raise TypeError(
+            "`cell` must be a gradspec Cell; wrap a plain step function as "
+            "`gradspec.cells.StepCell(step_fn, size=S)`."
+        )
+    raise TypeError(f"`cell` must be a gradspec Cell (RNN, LSTM, GRU, StepCell); got {cell!r}.")

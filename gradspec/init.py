@@ -1,0 +1,107 @@
+"""Recurrent-weight initializers.
+
+Every initializer here is a factory returning ``init_fn(key, shape, dtype) -> Array``,
+the same signature as ``jax.nn.initializers``, so they compose with the cells' ``init``
+(``recurrent_init=gradspec.init.orthogonal(1.0)``) and with any JAX code.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+
+Initializer = Callable[[jax.Array, tuple, jnp.dtype], jax.Array]
+
+__all__ = ["Initializer", "gaussian", "orthogonal", "identity", "glorot", "uniform"]
+
+
+def _check_gain(gain: float) -> float:
+    if not isinstance(gain, (int, float)) or not math.isfinite(gain) or gain < 0:
+        raise ValueError(f"`gain` must be a finite number >= 0; got {gain!r}.")
+    return float(gain)
+
+
+def _check_square(shape: tuple, name: str) -> int:
+    if len(shape) != 2 or shape[0] != shape[1]:
+        raise ValueError(f"`shape` for {name} must be square (N, N); got {tuple(shape)}.")
+    return shape[0]
+
+
+def gaussian(gain: float = 1.0) -> Initializer:
+    r"""I.i.d. Gaussian weights scaled by fan-in.
+
+    .. math:: W_{ij} \sim \mathcal N(0, g^2 / N)
+
+    with ``g = gain`` and ``N = shape[-1]`` (fan-in). For a vanilla RNN the eigenvalues of
+    W fill the disk of radius ``g`` (circular law) as N grows.
+
+    Examples:
+        >>> import jax, gradspec
+        >>> W = gradspec.init.gaussian(1.5)(jax.random.key(0), (4, 4), "float32")
+        >>> W.shape
+        (4, 4)
+    """
+    gain = _check_gain(gain)
+
+    def init_fn(key, shape, dtype=jnp.float32):
+        fan_in = shape[-1]
+        return gain / math.sqrt(fan_in) * jr.normal(key, shape, dtype)
+
+    return init_fn
+
+
+def orthogonal(gain: float = 1.0) -> Initializer:
+    r"""Haar-random orthogonal matrix times ``gain``: every singular value equals ``g``.
+
+    Drawn as the Q factor of a Gaussian matrix with the signs of diag(R) folded in, which
+    makes Q Haar distributed (Mezzadri 2007, arXiv:math-ph/0609050).
+    """
+    gain = _check_gain(gain)
+
+    def init_fn(key, shape, dtype=jnp.float32):
+        n = _check_square(shape, "orthogonal")
+        a = jr.normal(key, (n, n), dtype)
+        q, r = jnp.linalg.qr(a)
+        q = q * jnp.sign(jnp.diag(r))[None, :]
+        return gain * q
+
+    return init_fn
+
+
+def identity(gain: float = 1.0) -> Initializer:
+    r"""``gain`` times the identity: the IRNN initialization (Le, Jaitly & Hinton 2015,
+    arXiv:1504.00941), usually paired with ReLU."""
+    gain = _check_gain(gain)
+
+    def init_fn(key, shape, dtype=jnp.float32):
+        n = _check_square(shape, "identity")
+        return gain * jnp.eye(n, dtype=dtype)
+
+    return init_fn
+
+
+def glorot(gain: float = 1.0) -> Initializer:
+    r"""Glorot/Xavier uniform: :math:`W_{ij} \sim U(-a, a)`, ``a = g sqrt(6 / (fan_in + fan_out))``.
+
+    For a square W this has variance :math:`g^2/N`, the same as :func:`gaussian`."""
+    gain = _check_gain(gain)
+
+    def init_fn(key, shape, dtype=jnp.float32):
+        a = gain * math.sqrt(6.0 / (shape[0] + shape[-1]))
+        return jr.uniform(key, shape, dtype, -a, a)
+
+    return init_fn
+
+
+def uniform(scale: float) -> Initializer:
+    r""":math:`W_{ij} \sim U(-s, s)`: PyTorch's default for RNN/LSTM/GRU is ``s = 1/sqrt(N)``."""
+    scale = _check_gain(scale)
+
+    def init_fn(key, shape, dtype=jnp.float32):
+        return jr.uniform(key, shape, dtype, -scale, scale)
+
+    return init_fn
