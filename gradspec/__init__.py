@@ -4,6 +4,7 @@ from . import cells as cells
 from . import init as init
 from .jacobians import default_readout as default_readout
 from .jacobians import gradient_profile as gradient_profile
+from .jacobians import profile_rate as profile_rate
 from .jacobians import step_jacobians as step_jacobians
 from .jacobians import trajectory as trajectory
 from .spectra import WeightSpectrum as WeightSpectrum
@@ -18,6 +19,7 @@ __all__ = [
     "init",
     "default_readout",
     "gradient_profile",
+    "profile_rate",
     "step_jacobians",
     "trajectory",
     "WeightSpectrum",

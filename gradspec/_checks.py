@@ -18,7 +18,7 @@ def is_concrete(x) -> bool:
 
 
 def check_finite(name: str, x) -> None:
-    if is_concrete(x) and not bool(jnp.all(jnp.isfinite(jnp.asarray(x)))):
+    if is_concrete(x) and not np.isfinite(np.asarray(x)).all():
         raise ValueError(f"`{name}` must be finite; it contains NaN or inf.")
 
 

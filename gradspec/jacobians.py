@@ -25,7 +25,7 @@ from .cells import Cell
 
 Method = Literal["auto", "autodiff"]
 
-__all__ = ["trajectory", "step_jacobians", "gradient_profile", "default_readout"]
+__all__ = ["trajectory", "step_jacobians", "gradient_profile", "default_readout", "profile_rate"]
 
 
 def _methods(cell: Cell, method: Method):
@@ -190,3 +190,36 @@ def gradient_profile(
         check_finite("readout", readout)
         readout = jnp.asarray(readout, h0.dtype)
     return _gradient_profile(cell, params, xs, h0, readout, method)
+
+
+@jax.jit
+def profile_rate(log_norms: jax.Array) -> jax.Array:
+    r"""Per-step rate of a gradient profile: the least-squares slope of
+    :math:`\ell_k` against the lag k, over the finite entries.
+
+    .. math:: \hat\lambda = \frac{\sum_k (k - \bar k)(\ell_k - \bar\ell)}{\sum_k (k - \bar k)^2}
+
+    Negative: the gradient vanishes by :math:`e^{\hat\lambda}` per step; positive: it
+    explodes. For a profile from :func:`gradient_profile` this converges to the top
+    Lyapunov exponent as T grows. Returns NaN if fewer than two entries are finite.
+
+    Args:
+        log_norms: shape (..., K), entry k at lag k (e.g. :func:`gradient_profile`).
+
+    Returns:
+        Shape (...,).
+
+    Examples:
+        >>> import jax.numpy as jnp, gradspec
+        >>> round(float(gradspec.profile_rate(jnp.array([0.0, -0.5, -1.0, -1.5]))), 6)
+        -0.5
+    """
+    lags = jnp.arange(log_norms.shape[-1], dtype=log_norms.dtype)
+    w = jnp.isfinite(log_norms).astype(log_norms.dtype)
+    y = jnp.where(w > 0, log_norms, 0.0)
+    n = w.sum(-1, keepdims=True)
+    k_mean = (w * lags).sum(-1, keepdims=True) / n
+    y_mean = (w * y).sum(-1, keepdims=True) / n
+    cov = (w * (lags - k_mean) * (y - y_mean)).sum(-1)
+    var = (w * (lags - k_mean) ** 2).sum(-1)
+    return jnp.where(var > 0, cov / jnp.where(var > 0, var, 1.0), jnp.nan)

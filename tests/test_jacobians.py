@@ -1,0 +1,171 @@
+"""Trajectories, step Jacobians and gradient profiles against independent references."""
+
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+
+import gradspec
+from gradspec import cells
+
+from .test_cells import ALL_CELLS, D, _cell_and_params
+
+
+def _explicit_profile(J, readout):
+    """log ||r^T J_T ... J_{T-k+1}|| by explicit float64 matrix products."""
+    g = np.asarray(readout, np.float64)
+    out = [np.log(np.linalg.norm(g))]
+    for Jt in np.asarray(J)[::-1]:
+        g = g @ Jt
+        out.append(np.log(np.linalg.norm(g)))
+    return np.array(out)
+
+
+def test_trajectory_matches_python_loop(getkey):
+    cell, params = _cell_and_params("tanh", getkey())
+    xs = jr.normal(getkey(), (12, D), jnp.float64)
+    h, ref = jnp.zeros(5, jnp.float64), []
+    for x in xs:  # the reference may loop; the library may not
+        h = cell.step(params, h, x)
+        ref.append(h)
+    np.testing.assert_allclose(gradspec.trajectory(cell, params, xs), np.stack(ref), rtol=1e-14)
+
+
+@pytest.mark.parametrize("name", ALL_CELLS)
+def test_step_jacobians_closed_form_equals_jacrev(name, getkey):
+    cell, params = _cell_and_params(name, getkey())
+    xs = jr.normal(getkey(), (7, D), jnp.float64)
+    size = cell.state_size(cell.hidden_size(params))
+    h0 = 0.3 * jr.normal(getkey(), (size,), jnp.float64)
+    auto = gradspec.step_jacobians(cell, params, xs, h0)
+    jac = gradspec.step_jacobians(cell, params, xs, h0, method="autodiff")
+    assert auto.shape == (7, size, size)
+    np.testing.assert_allclose(auto, jac, atol=1e-13)
+    # The t-th Jacobian is the derivative of the t-th state w.r.t. the previous one.
+    hs = gradspec.trajectory(cell, params, xs, h0)
+    J3 = jax.jacfwd(lambda h: cell.step(params, h, xs[3]))(hs[2])
+    np.testing.assert_allclose(auto[3], J3, atol=1e-13)
+
+
+@pytest.mark.parametrize("name", ALL_CELLS)
+def test_gradient_profile_equals_explicit_product(name, getkey):
+    cell, params = _cell_and_params(name, getkey())
+    T = 15
+    xs = jr.normal(getkey(), (T, D), jnp.float64)
+    size = cell.state_size(cell.hidden_size(params))
+    readout = jr.normal(getkey(), (size,), jnp.float64)
+    prof = gradspec.gradient_profile(cell, params, xs, readout=readout)
+    J = gradspec.step_jacobians(cell, params, xs)
+    assert prof.shape == (T + 1,)
+    # Same products in a different order of rounding: 1e-11 in float64.
+    np.testing.assert_allclose(prof, _explicit_profile(J, readout), atol=1e-11)
+
+
+def test_gradient_profile_equals_jax_grad_per_lag(getkey):
+    cell, params = _cell_and_params("gru", getkey())
+    T = 20
+    xs = jr.normal(getkey(), (T, D), jnp.float64)
+    hs = gradspec.trajectory(cell, params, xs)
+    readout = gradspec.default_readout(cell, hs.shape[1], jnp.float64)
+    prof = gradspec.gradient_profile(cell, params, xs)
+    h_all = jnp.concatenate([jnp.zeros((1, hs.shape[1]), jnp.float64), hs])
+
+    for k in (0, 1, 7, 20):
+        # L as a function of h_{T-k}: rerun the last k steps from it.
+        def loss(h, k=k):
+            return readout @ gradspec.trajectory(cell, params, xs[T - k :], h)[-1] if k else readout @ h
+
+        g = jax.grad(loss)(h_all[T - k])
+        np.testing.assert_allclose(prof[k], np.log(np.linalg.norm(g)), atol=1e-12)
+
+
+def test_gradient_profile_hand_checkable_linear():
+    # Linear RNN, W = diag(0.5, 0.25), readout e_1 + e_2: ||r J^k|| = sqrt(0.25^k + 0.0625^k).
+    cell = cells.RNN("linear")
+    params = {
+        "W_hh": jnp.diag(jnp.array([0.5, 0.25])),
+        "W_xh": jnp.zeros((2, 1)),
+        "b": jnp.zeros(2),
+    }
+    prof = gradspec.gradient_profile(cell, params, jnp.zeros((6, 1)), readout=jnp.ones(2))
+    k = np.arange(7)
+    np.testing.assert_allclose(prof, 0.5 * np.log(0.25**k + 0.0625**k), rtol=1e-14)
+
+
+def test_default_readout_sees_only_lstm_output(getkey):
+    u = gradspec.default_readout(cells.LSTM(), 6, jnp.float64)
+    np.testing.assert_allclose(u, np.r_[np.ones(3) / np.sqrt(3), np.zeros(3)])
+
+
+def test_dead_relu_profile_is_minus_inf_not_nan():
+    cell = cells.RNN("relu")
+    params = {"W_hh": jnp.eye(2), "W_xh": jnp.zeros((2, 1)), "b": -jnp.ones(2)}
+    prof = gradspec.gradient_profile(cell, params, jnp.zeros((4, 1)))
+    assert prof[0] == pytest.approx(0.0, abs=1e-7)
+    assert np.all(np.isneginf(np.asarray(prof[1:])))
+
+
+@pytest.mark.parametrize("gain", [0.5, 2.0])
+def test_float32_at_T_10000_is_finite_and_agrees_with_float64(gain, getkey):
+    T, n = 10_000, 32
+    key = getkey()
+    cell = cells.RNN("tanh")
+    p64 = cell.init(key, n, 1, recurrent_init=gradspec.init.gaussian(gain), dtype=jnp.float64)
+    p32 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), p64)
+    xs = 0.5 * jr.normal(getkey(), (T, 1), jnp.float64)
+    prof32 = gradspec.gradient_profile(cell, p32, xs.astype(jnp.float32))
+    prof64 = gradspec.gradient_profile(cell, p64, xs)
+    assert prof32.dtype == jnp.float32 and prof64.dtype == jnp.float64
+    assert np.all(np.isfinite(np.asarray(prof32)))
+    # The per-step rate log||dL/dh_0|| / T: for gain 0.5 the trajectory contracts and float32
+    # follows float64 to accumulated rounding (~T eps = 1e-3 relative, well inside 1e-2).
+    # For gain 2.0 the dynamics are chaotic, float32 leaves the float64 orbit after
+    # ~50 steps, and only the rate (a Lyapunov exponent, finite-time fluctuation
+    # ~ 1/sqrt(T) = 1e-2) is comparable.
+    rate32, rate64 = float(prof32[-1]) / T, float(prof64[-1]) / T
+    assert abs(rate32 - rate64) < 1e-2 * max(1.0, abs(rate64))
+    if gain < 1:
+        np.testing.assert_allclose(prof32[:200], prof64[:200], rtol=1e-4, atol=1e-4)
+
+
+def test_vmap_over_batch_equals_loop_and_jit(getkey):
+    cell, params = _cell_and_params("lstm", getkey())
+    xs = jr.normal(getkey(), (4, 9, D), jnp.float64)
+    batched = jax.vmap(lambda x: gradspec.gradient_profile(cell, params, x))(xs)
+    looped = np.stack([gradspec.gradient_profile(cell, params, x) for x in xs])
+    jitted = jax.jit(lambda x: gradspec.gradient_profile(cell, params, x))(xs[0])
+    np.testing.assert_allclose(batched, looped, atol=1e-13)
+    np.testing.assert_allclose(jitted, looped[0], atol=1e-13)
+    # vmap over params too (e.g. an ensemble of inits).
+    ps = jax.vmap(lambda k: cell.init(k, 5, D, dtype=jnp.float64))(jr.split(getkey(), 3))
+    traj = jax.vmap(lambda p: gradspec.trajectory(cell, p, xs[0]))(ps)
+    assert traj.shape == (3, 9, 10)
+
+
+def test_errors(getkey):
+    cell = cells.RNN("tanh")
+    params = cell.init(getkey(), 4, 2)
+    xs = jnp.zeros((5, 2), jnp.float32)
+    with pytest.raises(ValueError, match="W_hh.*square.*\\(4, 3\\)"):
+        gradspec.trajectory(cell, dict(params, W_hh=jnp.zeros((4, 3))), xs)
+    with pytest.raises(ValueError, match="W_xh"):
+        gradspec.trajectory(cell, dict(params, W_xh=jnp.zeros((3, 2))), xs)
+    with pytest.raises(ValueError, match="missing 'b'"):
+        gradspec.trajectory(cell, {k: v for k, v in params.items() if k != "b"}, xs)
+    with pytest.raises(ValueError, match="xs.*\\(T, 2\\).*\\(5, 3\\)"):
+        gradspec.trajectory(cell, params, jnp.zeros((5, 3)))
+    with pytest.raises(ValueError, match="xs.*\\(T, D\\)"):
+        gradspec.trajectory(cell, params, jnp.zeros((2, 5, 2)))
+    with pytest.raises(ValueError, match="T >= 1"):
+        gradspec.gradient_profile(cell, params, jnp.zeros((0, 2)))
+    with pytest.raises(ValueError, match="h0.*\\(4,\\)"):
+        gradspec.trajectory(cell, params, xs, h0=jnp.zeros(5))
+    with pytest.raises(ValueError, match="params\\['W_hh'\\].*finite"):
+        gradspec.trajectory(cell, dict(params, W_hh=params["W_hh"].at[0, 0].set(jnp.nan)), xs)
+    with pytest.raises(TypeError, match="xs.*floating"):
+        gradspec.trajectory(cell, params, jnp.zeros((5, 2), jnp.int32))
+    with pytest.raises(ValueError, match="readout.*\\(4,\\)"):
+        gradspec.gradient_profile(cell, params, xs, readout=jnp.ones(3))
+    with pytest.raises(ValueError, match="method"):
+        gradspec.step_jacobians(cell, params, xs, method="fd")

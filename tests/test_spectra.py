@@ -1,0 +1,148 @@
+"""Weight spectra, product singular values and Lyapunov spectra against references."""
+
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+
+import gradspec
+from gradspec import cells
+
+from .test_cells import D, _cell_and_params
+
+
+def _linear_params(W):
+    n = W.shape[0]
+    return {"W_hh": W, "W_xh": jnp.zeros((n, 1), W.dtype), "b": jnp.zeros(n, W.dtype)}
+
+
+def test_weight_spectrum_matches_numpy(getkey):
+    W = gradspec.init.gaussian(1.3)(getkey(), (30, 30), jnp.float64)
+    s = gradspec.weight_spectrum(W)
+    ref_eig = np.linalg.eigvals(np.asarray(W))
+    np.testing.assert_allclose(np.sort(np.abs(s.eigenvalues)), np.sort(np.abs(ref_eig)), rtol=1e-10)
+    np.testing.assert_allclose(s.singular_values, np.linalg.svd(np.asarray(W))[1], rtol=1e-12)
+    assert float(s.spectral_radius) == pytest.approx(np.abs(ref_eig).max(), rel=1e-10)
+    assert float(s.spectral_norm) == pytest.approx(np.linalg.norm(np.asarray(W), 2), rel=1e-12)
+    with pytest.raises(ValueError, match="W.*square"):
+        gradspec.weight_spectrum(jnp.zeros((3, 4)))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_scaled_orthogonal_linear_rnn_is_exactly_log_g(dtype, getkey):
+    # W = g Q: every Jacobian is g Q, the product g^T Q^T: all singular values g^T.
+    g, n, T = 0.8, 6, 500
+    W = gradspec.init.orthogonal(g)(getkey(), (n, n), dtype)
+    params = _linear_params(W)
+    xs = jnp.zeros((T, 1), dtype)
+    lam = gradspec.lyapunov_spectrum(params=params, cell=cells.RNN("linear"), xs=xs)
+    lsv = gradspec.product_singular_values(cells.RNN("linear"), params, xs)
+    assert lam.dtype == dtype and lsv.dtype == dtype
+    # Each step adds log g + O(eps) rounding from QR of an orthogonal matrix.
+    tol = 1e-5 if dtype == jnp.float32 else 1e-12
+    np.testing.assert_allclose(lam, np.full(n, np.log(g)), atol=tol)
+    np.testing.assert_allclose(lsv / T, np.full(n, np.log(g)), atol=tol)
+
+
+def _mpmath_log_singular_values(Js, dps):
+    """Independent reference: exact product and SVD in arbitrary precision."""
+    mpmath = pytest.importorskip("mpmath")
+    with mpmath.workdps(dps):
+        P = mpmath.eye(Js.shape[1])
+        for J in Js:
+            P = mpmath.matrix(J.tolist()) * P
+        sv = mpmath.svd_r(P, compute_uv=False)
+        return np.sort([float(mpmath.log(s)) for s in sv])[::-1]
+
+
+@pytest.mark.parametrize("name", ["tanh", "gru", "custom"])
+def test_product_singular_values_match_arbitrary_precision_svd(name, getkey):
+    cell, params = _cell_and_params(name, getkey())
+    xs = jr.normal(getkey(), (25, D), jnp.float64)
+    Js = np.asarray(gradspec.step_jacobians(cell, params, xs))
+    lsv = gradspec.product_singular_values(cell, params, xs)
+    ref = _mpmath_log_singular_values(Js, dps=60)
+    # Converged sweeps are exact to accumulated float64 rounding: ~T eps relative.
+    np.testing.assert_allclose(lsv, ref, atol=1e-7)
+
+
+def test_product_singular_values_spanning_hundreds_of_decades(getkey):
+    # Non-normal, non-diagonal W (a sheared diagonal) so no step is trivially aligned;
+    # T = 300 steps spread the singular values over ~600 decades.
+    n, T = 4, 300
+    S = np.eye(n) + np.triu(np.asarray(jr.normal(getkey(), (n, n), jnp.float64)), 1)
+    W = S @ np.diag([3.0, 1.1, 0.5, 0.02]) @ np.linalg.inv(S)
+    params = _linear_params(jnp.asarray(W))
+    lsv = gradspec.product_singular_values(cells.RNN("linear"), params, jnp.zeros((T, 1)))
+    Js = np.repeat(W[None], T, axis=0)
+    ref = _mpmath_log_singular_values(Js, dps=2000)
+    assert ref[0] - ref[-1] > 600 * np.log(10)  # really spans > 600 decades
+    # Relative accuracy of each log sigma: 1e-9 of its magnitude (T eps rounding).
+    np.testing.assert_allclose(lsv, ref, rtol=1e-9)
+    lsv32 = gradspec.product_singular_values(
+        cells.RNN("linear"), jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), params),
+        jnp.zeros((T, 1), jnp.float32),
+    )
+    assert np.all(np.isfinite(np.asarray(lsv32)))
+    np.testing.assert_allclose(lsv32, ref, rtol=1e-4)
+
+
+@pytest.mark.parametrize("nonlinearity", ["tanh", "sigmoid"])
+def test_lyapunov_sum_rule(nonlinearity, getkey):
+    # sum_i lambda_i = (1/T) sum_t log|det J_t| = log|det W| + mean_t sum_i log f'(a_ti).
+    n, T = 12, 400
+    cell = cells.RNN(nonlinearity)
+    params = cell.init(getkey(), n, D, recurrent_init=gradspec.init.gaussian(1.7), dtype=jnp.float64)
+    xs = jr.normal(getkey(), (T, D), jnp.float64)
+    lam = gradspec.lyapunov_spectrum(cell, params, xs)
+    hs = gradspec.trajectory(cell, params, xs)
+    prev = jnp.concatenate([jnp.zeros((1, n), jnp.float64), hs[:-1]])
+    a = prev @ params["W_hh"].T + xs @ params["W_xh"].T + params["b"][None]
+    slope = jax.vmap(jax.vmap(jax.grad(cell.f)))(a)
+    expected = np.linalg.slogdet(np.asarray(params["W_hh"]))[1] + np.log(slope).sum(1).mean()
+    assert float(lam.sum()) == pytest.approx(float(expected), abs=1e-10)
+    assert np.all(np.diff(np.asarray(lam)) <= 0)  # descending
+
+
+def test_lyapunov_top_k_start_frame_and_warmup(getkey):
+    cell = cells.RNN("tanh")
+    n, T = 40, 3000
+    params = cell.init(getkey(), n, D, recurrent_init=gradspec.init.gaussian(2.0), dtype=jnp.float64)
+    xs = 0.3 * jr.normal(getkey(), (T, D), jnp.float64)
+    full = gradspec.lyapunov_spectrum(cell, params, xs, warmup=200)
+    top = gradspec.lyapunov_spectrum(cell, params, xs, k=3, warmup=200)
+    rand = gradspec.lyapunov_spectrum(cell, params, xs, k=3, warmup=200, key=getkey())
+    # The frame's first k columns evolve identically whatever the columns after them.
+    np.testing.assert_allclose(top, full[:3], atol=1e-12)
+    # A random start frame forgets itself within the warm-up (convergence at rate
+    # exp(-(lambda_i - lambda_{i+1}) t)); the remaining difference is O(1/T).
+    np.testing.assert_allclose(rand, top, atol=5e-3)
+    auto = gradspec.lyapunov_spectrum(cell, params, xs, k=3, warmup=200, method="autodiff")
+    np.testing.assert_allclose(auto, top, atol=1e-12)
+
+
+def test_lyapunov_lstm_float32_T_10000_finite(getkey):
+    cell = cells.LSTM()
+    params = cell.init(getkey(), 16, D, dtype=jnp.float32)
+    xs = jr.normal(getkey(), (10_000, D), jnp.float32)
+    lam = gradspec.lyapunov_spectrum(cell, params, xs, k=4)
+    lsv = gradspec.product_singular_values(cell, params, xs[:2000])
+    assert lam.dtype == jnp.float32 and np.all(np.isfinite(np.asarray(lam)))
+    assert np.all(np.isfinite(np.asarray(lsv)))
+    # Leading singular value of P_T over T and lambda_1 measure the same growth rate.
+    assert float(lsv[0]) / 2000 == pytest.approx(float(lam[0]), abs=5e-3)
+
+
+def test_spectra_errors(getkey):
+    cell = cells.RNN("tanh")
+    params = cell.init(getkey(), 4, 2)
+    xs = jnp.zeros((10, 2), jnp.float32)
+    with pytest.raises(ValueError, match="`k` must be in \\[1, 4\\]; got 5"):
+        gradspec.lyapunov_spectrum(cell, params, xs, k=5)
+    with pytest.raises(ValueError, match="warmup"):
+        gradspec.lyapunov_spectrum(cell, params, xs, warmup=10)
+    with pytest.raises(TypeError, match="`k` must be an int"):
+        gradspec.lyapunov_spectrum(cell, params, xs, k=2.0)
+    with pytest.raises(ValueError, match="max_sweeps"):
+        gradspec.product_singular_values(cell, params, xs, max_sweeps=0)
