@@ -1,0 +1,335 @@
+r"""Verdicts: will the gradient vanish, stay critical or explode, how fast, and why.
+
+:func:`predict` answers from the initialization alone (the params, no data);
+:func:`diagnose` measures along a given input sequence. Both speak one vocabulary:
+
+- ``"vanishing"``: :math:`\lambda_{max} < -\tau`,
+- ``"critical"``: :math:`|\lambda_{max}| \le \tau`,
+- ``"exploding"``: :math:`\lambda_{max} > \tau`,
+
+where :math:`\lambda_{max}` is the top Lyapunov exponent of the dynamics (natural log per
+step, the asymptotic growth rate of :math:`\|\partial L/\partial h_{T-k}\|` in k) and the
+threshold is
+
+.. math:: \tau = \max\big(1/T,\; 2\,\delta\lambda\big).
+
+Why: with :math:`|\lambda_{max}| \le 1/T` the gradient changes by less than a factor
+:math:`e` over the whole horizon T, which is what "critical" means for training at that
+length; and a rate within two standard errors :math:`\delta\lambda` of zero has an
+unresolved sign. The time scale is :math:`\xi = 1/|\lambda_{max}|` steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+
+from . import theory
+from ._checks import check_int, check_params, check_trajectory_inputs
+from .cells import RNN, as_cell
+from .jacobians import _states, gradient_profile, profile_rate
+from .spectra import _frame_sweeps, lyapunov_spectrum, weight_spectrum
+
+__all__ = ["Prediction", "Diagnosis", "predict", "diagnose", "classify"]
+
+#: Trajectories sampled by :func:`predict`, their length and the steps discarded first.
+SAMPLES, SAMPLE_STEPS, SAMPLE_WARMUP = 8, 512, 128
+#: Relative tolerance of the "looks i.i.d." test on W_hh (circular and quarter-circle
+#: edges: rho ~ sigma_w, ||W||_2 ~ 2 sigma_w; finite-N edge fluctuations are
+#: O(N^{-2/3}), 4% at N = 64).
+IID_RTOL, IID_MIN_N = 0.15, 32
+
+
+def classify(lambda_max: float, tol: float) -> str:
+    """The regime of a top Lyapunov exponent given the threshold ``tol`` (module doc)."""
+    if not math.isfinite(lambda_max):
+        return "exploding" if lambda_max > 0 or math.isnan(lambda_max) else "vanishing"
+    if lambda_max < -tol:
+        return "vanishing"
+    return "exploding" if lambda_max > tol else "critical"
+
+
+def _timescale(lam: float) -> float:
+    return math.inf if lam == 0 else 1.0 / abs(lam)
+
+
+class _Record:
+    """Plain-data helpers shared by the result dataclasses."""
+
+    def to_dict(self) -> dict:
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if dataclasses.is_dataclass(v) or hasattr(v, "_asdict"):
+                v = {k: _plain(x) for k, x in (v._asdict() if hasattr(v, "_asdict") else vars(v)).items()}
+            out[f.name] = _plain(v)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
+
+
+def _plain(v):
+    if isinstance(v, (jax.Array, np.ndarray, np.generic)):
+        v = np.asarray(v)
+        return v.item() if v.ndim == 0 else v.tolist()
+    if isinstance(v, tuple):
+        return list(v)
+    return v
+
+
+@dataclasses.dataclass(frozen=True)
+class Prediction(_Record):
+    """What :func:`predict` says. All rates are natural log per step."""
+
+    regime: str  # "vanishing" | "critical" | "exploding"
+    lyapunov: float  # lambda_max, the predicted top Lyapunov exponent
+    uncertainty: float  # standard error of lambda_max over sampled trajectories
+    timescale: float  # 1 / |lambda_max| steps (inf when lambda_max = 0)
+    T: int  # horizon the verdict is for
+    log_gradient_ratio: float  # predicted log ||dL/dh_0|| / ||dL/dh_T|| = T lambda_max
+    source: str  # "mean-field" or "lyapunov"
+    measured_lyapunov: float  # mean top exponent over the sampled trajectories
+    samples_finite: int  # sampled trajectories whose states stayed finite
+    reasons: tuple  # the argument in words, one sentence each
+    mean_field: Optional[dict] = None  # theory.mean_field(...) fields when source="mean-field"
+
+    def log_ratio(self, T) -> jax.Array:
+        """Predicted log gradient ratio at any horizon(s) T: ``lambda_max * T``."""
+        return self.lyapunov * jnp.asarray(T)
+
+
+@dataclasses.dataclass(frozen=True)
+class Diagnosis(_Record):
+    """What :func:`diagnose` measured along one input sequence."""
+
+    regime: str  # classify(lyapunov, 1/T)
+    lyapunov: float  # top Lyapunov exponent along xs (warm-up T//10 discarded)
+    profile_rate: float  # slope of log||dL/dh_{T-k}|| in k
+    log_gradient_ratio: float  # log ||dL/dh_0|| / ||dL/dh_T||
+    T: int
+    spectral_radius: Optional[float] = None  # rho(W_hh), vanilla RNN only
+    spectral_norm: Optional[float] = None  # ||W_hh||_2, vanilla RNN only
+
+
+def _iid_scale(W: np.ndarray, spectrum) -> Optional[float]:
+    """sigma_w if W looks i.i.d. with variance sigma_w^2/N (circular & quarter-circle
+    edges where random-matrix theory puts them), else None."""
+    n = W.shape[0]
+    sigma_w = float(np.sqrt(n * np.mean(W**2)))
+    if n < IID_MIN_N or sigma_w == 0:
+        return None
+    rho, norm = float(spectrum.spectral_radius), float(spectrum.spectral_norm)
+    ok = abs(rho / sigma_w - 1) < IID_RTOL and abs(norm / (2 * sigma_w) - 1) < IID_RTOL
+    return sigma_w if ok else None
+
+
+@functools.partial(jax.jit, static_argnames=("cell", "warmup"))
+def _sampled_top_exponent(cell, params, xs, h0, q0, warmup):
+    """Top exponent along one trajectory, averaged over the steps before the state
+    (or the frame) first stops being finite: an unbounded ReLU/linear orbit overflows
+    but its growth rate up to then is the answer."""
+    hs, _ = _states(cell, params, xs, h0)
+    forward, _ = _frame_sweeps(cell, params, xs, h0, "auto")
+    _, logd = forward(q0)
+    finite = jnp.isfinite(hs).all(1) & jnp.isfinite(logd[:, 0])
+    ok = jnp.cumprod(finite.astype(jnp.int32)).astype(bool)
+    counted = ok & (jnp.arange(xs.shape[0]) >= warmup)
+    n = counted.sum()
+    lam = jnp.where(counted, logd[:, 0], 0.0).sum() / jnp.maximum(n, 1)
+    return lam, n, ok.all()
+
+
+def predict(cell, params, T: int, key=None, inputs=None, *, samples: int = SAMPLES) -> Prediction:
+    r"""Predict, before training, whether gradients vanish or explode over T steps.
+
+    Two sources, chosen automatically:
+
+    - ``"mean-field"``: a vanilla RNN whose :math:`W_{hh}` looks i.i.d. (its spectral
+      radius near :math:`\sigma_w` and norm near :math:`2\sigma_w`, as the circular and
+      quarter-circle laws require). Then
+      :math:`\lambda_{max} = \tfrac12 \log \chi`, :math:`\chi = \sigma_w^2\,
+      \mathbb E[f'(\sqrt{q^*} z)^2]` (:func:`gradspec.theory.mean_field`), exact as
+      N grows.
+    - ``"lyapunov"``: everything else (LSTM, GRU, orthogonal/identity inits, trained
+      weights): the top Lyapunov exponent measured on ``samples`` trajectories from
+      random initial states (and random start frames), driven by ``inputs``.
+
+    The sampled exponent is computed in both cases; its spread gives ``uncertainty``.
+
+    Args:
+        cell: a :class:`gradspec.cells.Cell`.
+        params: the cell's params.
+        T: horizon in steps (>= 1) the verdict is for.
+        key: PRNG key for the sampled initial states and frames; ``key(0)`` if None.
+        inputs: drive for the sampled trajectories, (L, D) or (B, L, D); the
+            autonomous system (zero input) when None, matching mean field with
+            :math:`\sigma_x = 0`. With inputs, :math:`\sigma_x^2` is the mean of
+            :math:`(W_{xh} x)_i^2`.
+        samples: number of sampled trajectories.
+
+    Returns:
+        A :class:`Prediction`; ``reasons`` states the argument in words.
+
+    Examples:
+        >>> import jax, gradspec
+        >>> cell = gradspec.cells.RNN("tanh")
+        >>> params = cell.init(jax.random.key(0), 256, 1,
+        ...                    recurrent_init=gradspec.init.gaussian(0.5))
+        >>> p = gradspec.predict(cell, params, T=100)
+        >>> p.regime, p.source, round(p.lyapunov, 3)  # (1/2) log 0.25
+        ('vanishing', 'mean-field', -0.693)
+    """
+    cell = as_cell(cell)
+    dtype = check_params(cell, params)
+    T = check_int("T", T, 1)
+    samples = check_int("samples", samples, 2)
+    key = jr.key(0) if key is None else key
+    size = cell.state_size(cell.hidden_size(params))
+    xs = _sample_inputs(cell, params, inputs, samples, dtype)
+    check_trajectory_inputs(cell, params, xs[0], None)  # shape checks on one sample
+    k_h, k_q = jr.split(key)
+    h0 = 0.5 * jr.normal(k_h, (samples, size), dtype)
+    q0 = jr.normal(k_q, (samples, size, 1), dtype)
+    q0 = q0 / jnp.linalg.norm(q0, axis=1, keepdims=True)
+    warmup = min(SAMPLE_WARMUP, xs.shape[1] // 4)
+    lam, counted, finite = jax.vmap(_sampled_top_exponent, in_axes=(None, None, 0, 0, 0, None))(
+        cell, params, xs, h0, q0, warmup
+    )
+    lam, counted = np.asarray(lam, np.float64), np.asarray(counted)
+    valid = counted > 0
+    measured = float(lam[valid].mean()) if valid.any() else math.nan
+    spread = float(lam[valid].std(ddof=1) / math.sqrt(valid.sum())) if valid.sum() > 1 else math.inf
+
+    reasons, mf = [], None
+    lyapunov, source = measured, "lyapunov"
+    if isinstance(cell, RNN):
+        reasons += _weight_reasons(cell, params, T)
+        W = np.asarray(params["W_hh"], np.float64)
+        sigma_w = _iid_scale(W, weight_spectrum(W))
+        if sigma_w is not None:
+            sigma_b = float(np.sqrt(np.mean(np.asarray(params["b"], np.float64) ** 2)))
+            drive = np.einsum("nd,bld->bln", np.asarray(params["W_xh"], np.float64), np.asarray(xs))
+            sigma_x = float(np.sqrt(np.mean(drive**2)))
+            mf_result = theory.mean_field(cell.nonlinearity, sigma_w, sigma_b=sigma_b, sigma_x=sigma_x)
+            mf = {k: _plain(v) for k, v in mf_result._asdict().items()}
+            lyapunov, source = float(mf_result.lambda_max), "mean-field"
+            reasons.append(
+                f"W_hh looks i.i.d. with sigma_w = {sigma_w:.3f} (sigma_b = {sigma_b:.3f}, "
+                f"sigma_x = {sigma_x:.3f}): mean-field chi = {float(mf_result.chi):.4f}, "
+                f"lambda_max = (1/2) log chi = {lyapunov:+.4f} per step"
+            )
+        else:
+            reasons.append("W_hh is not i.i.d.-like (orthogonal, identity, structured or "
+                           "trained): lambda_max measured on sampled trajectories")
+    else:
+        reasons.append(f"{type(cell).__name__}: lambda_max measured on {samples} sampled trajectories")
+    n_finite = int(np.asarray(finite).sum())
+    if n_finite < samples:
+        reasons.append(f"{samples - n_finite} of {samples} sampled trajectories overflowed "
+                       "(unbounded dynamics); their rate is measured up to the overflow")
+    if not math.isfinite(lyapunov):
+        lyapunov = math.inf
+    reasons.append(f"sampled trajectories: lambda_max = {measured:+.4f} +- {spread:.4f}")
+    tol = max(1.0 / T, 2 * spread if math.isfinite(spread) else 0.0)
+    regime = classify(lyapunov, tol)
+    reasons.append(_verdict(regime, lyapunov, T, tol))
+    return Prediction(
+        regime=regime,
+        lyapunov=lyapunov,
+        uncertainty=spread,
+        timescale=_timescale(lyapunov),
+        T=T,
+        log_gradient_ratio=lyapunov * T,
+        source=source,
+        measured_lyapunov=measured,
+        samples_finite=n_finite,
+        reasons=tuple(reasons),
+        mean_field=mf,
+    )
+
+
+def _sample_inputs(cell, params, inputs, samples, dtype):
+    """(samples, L, D) inputs: zeros (autonomous) when None, else ``inputs`` cycled."""
+    if inputs is None:
+        d = cell.input_size(params) or 1
+        return jnp.zeros((samples, SAMPLE_STEPS, d), dtype)
+    inputs = jnp.asarray(inputs)
+    if inputs.ndim == 2:
+        inputs = inputs[None]
+    if inputs.ndim != 3:
+        raise ValueError(f"`inputs` must have shape (L, D) or (B, L, D); got {inputs.shape}.")
+    return jnp.asarray(inputs[jnp.arange(samples) % inputs.shape[0]], dtype)
+
+
+def _weight_reasons(cell: RNN, params, T: int) -> list:
+    """Pascanu's bound and non-normal transient growth, in words."""
+    bound = theory.gradient_bound(params, cell.nonlinearity, 1)
+    factor = math.exp(float(np.asarray(bound.log_bound).reshape(-1)[0]))
+    if bool(np.asarray(bound.vanishing_guaranteed).reshape(-1)[0]):
+        out = [f"sigma_max(W_hh) * gamma = {factor:.3f} < 1: vanishing guaranteed "
+               f"(Pascanu bound: ||dL/dh_0|| / ||dL/dh_T|| <= {factor:.3f}^T)"]
+    else:
+        out = [f"sigma_max(W_hh) * gamma = {factor:.3f} >= 1: the Pascanu bound allows "
+               "growth (exploding possible, not implied)"]
+    growth = theory.transient_growth(np.asarray(params["W_hh"], np.float64), max_power=min(T, 200))
+    peak, rate = math.exp(float(growth.log_max_norm)), float(growth.log_spectral_radius)
+    if peak > 1.0 + 1e-6 and rate < 0:
+        out.append(f"W_hh is non-normal: ||W^k|| grows to {peak:.3g} at k = {int(growth.argmax_power)} "
+                   f"before decaying at log rho = {rate:+.4f} per step (transient growth)")
+    return out
+
+
+def _verdict(regime: str, lam: float, T: int, tol: float) -> str:
+    if regime == "critical":
+        return (f"|lambda_max| <= tau = {tol:.2g}: the gradient changes by less than a factor "
+                f"e over T = {T} steps (critical)")
+    if not math.isfinite(lam):
+        return f"{regime}: the state itself diverges"
+    decades = abs(lam) * T / math.log(10)
+    steps_1e6 = math.log(1e6) / abs(lam)
+    word = "shrinks" if lam < 0 else "grows"
+    return (f"{regime}: the gradient {word} by e every {1 / abs(lam):.1f} steps, "
+            f"10^{decades:.1f} over T = {T}; a factor 10^6 after {steps_1e6:.0f} steps")
+
+
+def diagnose(cell, params, xs, h0=None) -> Diagnosis:
+    """Measure the regime along one input sequence ``xs`` (T, D).
+
+    Uses :func:`gradspec.lyapunov_spectrum` (top exponent, warm-up T//10),
+    :func:`gradspec.gradient_profile` and :func:`gradspec.profile_rate`; the regime
+    threshold is 1/T (module doc).
+
+    Examples:
+        >>> import jax, jax.numpy as jnp, gradspec
+        >>> cell = gradspec.cells.RNN("linear")
+        >>> params = {"W_hh": 0.9 * jnp.eye(3), "W_xh": jnp.zeros((3, 1)), "b": jnp.zeros(3)}
+        >>> d = gradspec.diagnose(cell, params, jnp.zeros((200, 1)))
+        >>> d.regime, round(d.profile_rate, 4)  # log 0.9
+        ('vanishing', -0.1054)
+    """
+    cell, xs, h0 = check_trajectory_inputs(cell, params, xs, h0)
+    T = xs.shape[0]
+    lam = float(lyapunov_spectrum(cell, params, xs, h0, k=1, warmup=T // 10)[0])
+    prof = gradient_profile(cell, params, xs, h0)
+    radius = norm = None
+    if isinstance(cell, RNN):
+        spec = weight_spectrum(params["W_hh"])
+        radius, norm = float(spec.spectral_radius), float(spec.spectral_norm)
+    return Diagnosis(
+        regime=classify(lam, 1.0 / T),
+        lyapunov=lam,
+        profile_rate=float(profile_rate(prof)),
+        log_gradient_ratio=float(prof[-1] - prof[0]),
+        T=T,
+        spectral_radius=radius,
+        spectral_norm=norm,
+    )
