@@ -2,6 +2,7 @@
 
 from . import cells as cells
 from . import init as init
+from . import interop as interop
 from .jacobians import default_readout as default_readout
 from .jacobians import gradient_profile as gradient_profile
 from .jacobians import profile_rate as profile_rate
@@ -17,6 +18,7 @@ __version__ = "0.1.0"
 __all__ = [
     "cells",
     "init",
+    "interop",
     "default_readout",
     "gradient_profile",
     "profile_rate",

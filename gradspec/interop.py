@@ -1,11 +1,11 @@
 r"""Cells from other frameworks: PyTorch, Flax and Equinox in, gradspec cells out.
 
-Each ``from_*`` function reads a trained (or freshly initialised) recurrent cell of another
-framework and returns ``(cell, params)`` such that :func:`gradspec.trajectory` reproduces
-that framework's own forward pass and :func:`gradspec.step_jacobians` its exact step
-Jacobians. Every layout is converted to gradspec's own (the PyTorch layout for the gated
-cells; ``W_hh``, ``W_xh``, ``b`` for the vanilla RNN), so everything downstream (spectra,
-profiles, predictions) works unchanged.
+Each ``from_*`` function reads a trained (or freshly initialised) recurrent cell of
+another framework and returns ``(cell, params)`` such that :func:`gradspec.trajectory`
+reproduces that framework's own forward pass and :func:`gradspec.step_jacobians` its
+exact step Jacobians. Every layout is converted to gradspec's own (the PyTorch layout
+for the gated cells; ``W_hh``, ``W_xh``, ``b`` for the vanilla RNN), so everything
+downstream (spectra, profiles, predictions) works unchanged.
 
 Layouts and formulas, checked against each framework's source:
 
@@ -14,10 +14,10 @@ Layouts and formulas, checked against each framework's source:
   ``bias_hh`` (G N,), gate order i, f, g, o (LSTM) and r, z, n (GRU). A vanilla RNN's
   two biases are summed into ``b`` (they only ever appear summed).
 * **Flax linen** cells keep one ``Dense`` per gate, with kernels stored (in, out), i.e.
-  transposed. ``LSTMCell``/``OptimizedLSTMCell``: input kernels ``ii, if, ig, io`` without
-  bias, hidden kernels ``hi, hf, hg, ho`` with bias, so ``bias_ih = 0`` and ``bias_hh``
-  holds the biases. ``GRUCell``: ``ir, iz, in`` with bias, ``hr, hz`` without and ``hn``
-  with bias *inside* the reset product,
+  transposed. ``LSTMCell``/``OptimizedLSTMCell``: input kernels ``ii, if, ig, io``
+  without bias, hidden kernels ``hi, hf, hg, ho`` with bias, so ``bias_ih = 0`` and
+  ``bias_hh`` holds the biases. ``GRUCell``: ``ir, iz, in`` with bias, ``hr, hz``
+  without and ``hn`` with bias *inside* the reset product,
   :math:`n = \tanh(W_{in} x + b_{in} + r \odot (W_{hn} h + b_{hn}))`,
   :math:`h' = (1 - z) \odot n + z \odot h`: PyTorch's formula exactly, with
   ``bias_hh = (0, 0, b_hn)``. ``SimpleCell``: ``i`` (with bias) and ``h`` (without);
@@ -25,12 +25,12 @@ Layouts and formulas, checked against each framework's source:
 * **Flax nnx** ``LSTMCell`` (per-gate ``Linear`` as in linen, attribute ``if_``),
   ``OptimizedLSTMCell`` (one ``dense_i`` (D, 4N) without bias, one ``dense_h`` (N, 4N)
   with bias), ``SimpleCell`` (``dense_i`` with bias, ``dense_h`` without) and
-  ``GRUCell``: ``dense_i`` (D, 3N) *with* bias and ``dense_h`` (N, 3N) *without*, so its
-  :math:`n = \tanh(W_{in} x + b_{in} + r \odot W_{hn} h)` has no hidden n-bias: a
+  ``GRUCell``: ``dense_i`` (D, 3N) *with* bias and ``dense_h`` (N, 3N) *without*, so
+  its :math:`n = \tanh(W_{in} x + b_{in} + r \odot W_{hn} h)` has no hidden n-bias: a
   PyTorch GRU with ``bias_hh = 0`` (unlike linen's GRU).
 * **Equinox** ``LSTMCell``: PyTorch layout with a single ``bias`` (4N,) (``bias_ih``;
-  ``bias_hh = 0``) and state ``(h, c)``. ``GRUCell``: ``bias`` (3N,) on the input side and
-  ``bias_n`` (N,) inside the reset product; it writes the update as
+  ``bias_hh = 0``) and state ``(h, c)``. ``GRUCell``: ``bias`` (3N,) on the input side
+  and ``bias_n`` (N,) inside the reset product; it writes the update as
   :math:`h' = n + z \odot (h - n)`, which equals PyTorch's :math:`(1 - z) n + z h`
   (equal in exact arithmetic; only the rounding differs). So ``bias_ih = bias``,
   ``bias_hh = (0, 0, bias_n)``.
@@ -41,7 +41,8 @@ Flax carry ``(c, h)``.
 
 Dtype: the params come back as ``jnp`` arrays in ``dtype`` when given; by default in
 float64 when the source weights are float64 *and* ``jax_enable_x64`` is on, else in
-float32 (gradspec's default; half-precision sources are widened to float32).
+float32 (gradspec's default; half-precision sources are widened to float32). A Flax
+cell that sets its computation ``dtype`` gets params in that dtype.
 
 The frameworks are optional: each is imported inside the function that needs it, so
 ``import gradspec`` (and ``import gradspec.interop``) never imports torch, flax or
@@ -51,7 +52,8 @@ equinox.
 from __future__ import annotations
 
 import re
-from typing import Callable, Literal, Mapping, Optional, Union
+from collections.abc import Callable, Mapping
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -62,7 +64,7 @@ from .cells import GRU, LSTM, NONLINEARITIES, RNN, Cell, as_cell
 
 Kind = Literal["rnn", "lstm", "gru"]
 
-__all__ = ["from_torch", "to_torch", "from_flax", "from_equinox"]
+__all__ = ["from_equinox", "from_flax", "from_torch", "to_torch"]
 
 # Gate blocks stacked in weight_hh: (G N, N).
 _GATES = {"rnn": 1, "gru": 3, "lstm": 4}
@@ -75,11 +77,13 @@ _FLAX_SIMPLE = (("i",), ("h",))
 
 
 # -- small helpers -------------------------------------------------------------------
-def _check_kind(kind) -> Optional[str]:
+def _check_kind(kind) -> str | None:
     if kind is None:
         return None
     if not isinstance(kind, str) or kind.lower() not in _GATES:
-        raise ValueError(f"`kind` must be one of {sorted(_GATES)} or None; got {kind!r}.")
+        raise ValueError(
+            f"`kind` must be one of {sorted(_GATES)} or None; got {kind!r}."
+        )
     return kind.lower()
 
 
@@ -91,17 +95,20 @@ def _check_dtype(dtype):
     except TypeError as err:
         raise TypeError(f"`dtype` must be a floating dtype; got {dtype!r}.") from err
     if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"`dtype` must be a floating dtype (float32/float64); got {dtype}.")
+        raise TypeError(
+            f"`dtype` must be a floating dtype (float32/float64); got {dtype}."
+        )
     if jax.dtypes.canonicalize_dtype(dtype) != dtype:
         raise ValueError(
             f"`dtype` {dtype} needs `jax.config.update('jax_enable_x64', True)`; "
-            f"without it jax would silently give {jax.dtypes.canonicalize_dtype(dtype)}."
+            "without it jax would silently give "
+            f"{jax.dtypes.canonicalize_dtype(dtype)}."
         )
     return dtype
 
 
 def _to_numpy(x, name: str) -> np.ndarray:
-    """A torch tensor / jax or numpy array as a floating numpy array (half -> float32)."""
+    """A torch tensor / jax / numpy array as a floating numpy array (half -> f32)."""
     if hasattr(x, "detach") and hasattr(x, "cpu"):  # a torch tensor, duck-typed
         x = x.detach().cpu()
         if x.dtype.is_floating_point and x.element_size() < 4:  # bf16/f16: no numpy
@@ -125,7 +132,7 @@ def _resolve_dtype(dtype, arrays) -> np.dtype:
     return jnp.dtype("float64" if x64 and wide else "float32")
 
 
-def _nonlinearity_of(fn: Callable) -> Union[str, Callable]:
+def _nonlinearity_of(fn: Callable) -> str | Callable:
     """A framework's activation function as gradspec's name for it, when it has one."""
     for name, (f, _) in NONLINEARITIES.items():
         if fn is f:
@@ -137,8 +144,8 @@ def _merge_nonlinearity(recorded, given, kind: str, source: str):
     if kind != "rnn":
         if given is not None:
             raise ValueError(
-                f"`nonlinearity` applies only to vanilla RNNs (kind='rnn'); the {source} "
-                f"is kind={kind!r}, got nonlinearity={given!r}."
+                "`nonlinearity` applies only to vanilla RNNs (kind='rnn'); the "
+                f"{source} is kind={kind!r}, got nonlinearity={given!r}."
             )
         return None
     if recorded is not None and given is not None and recorded != given:
@@ -165,7 +172,7 @@ def _build(kind: str, nonlinearity, raw: dict, dtype) -> tuple[Cell, dict]:
 
 
 def _check_gated(raw: dict, kind: str, source: str) -> None:
-    """Shapes of gated-layout arrays: weight_hh (G N, N), weight_ih (G N, D), biases (G N,)."""
+    """Check gated shapes: weight_hh (G N, N), weight_ih (G N, D), biases (G N,)."""
     g = _GATES[kind]
     w_hh, w_ih = raw["weight_hh"], raw["weight_ih"]
     n = w_hh.shape[1] if w_hh.ndim == 2 else None
@@ -176,18 +183,19 @@ def _check_gated(raw: dict, kind: str, source: str) -> None:
         )
     if w_ih.ndim != 2 or w_ih.shape[0] != g * n:
         raise ValueError(
-            f"the {source}'s input weight must have shape ({g * n}, D) for kind={kind!r}, "
-            f"N={n}; got {w_ih.shape}."
+            f"the {source}'s input weight must have shape ({g * n}, D) for "
+            f"kind={kind!r}, N={n}; got {w_ih.shape}."
         )
     for name in ("bias_ih", "bias_hh"):
         if raw[name].shape != (g * n,):
             raise ValueError(
-                f"the {source}'s {name} must have shape ({g * n},); got {raw[name].shape}."
+                f"the {source}'s {name} must have shape ({g * n},); "
+                f"got {raw[name].shape}."
             )
 
 
 # -- PyTorch -------------------------------------------------------------------------
-def _torch_module_info(module) -> tuple[str, Optional[str], Mapping]:
+def _torch_module_info(module) -> tuple[str, str | None, Mapping]:
     """(kind, nonlinearity, state_dict) of a torch RNN/LSTM/GRU module or cell."""
     import torch
 
@@ -195,26 +203,34 @@ def _torch_module_info(module) -> tuple[str, Optional[str], Mapping]:
     if isinstance(module, nn.RNNBase):
         if module.bidirectional:
             raise ValueError(
-                "bidirectional torch modules are not supported: a gradspec cell runs one "
-                "direction. Build a unidirectional module from the forward weights "
+                "bidirectional torch modules are not supported: a gradspec cell runs "
+                "one direction. Build a unidirectional module from the forward weights "
                 "(the keys without `_reverse`)."
             )
         if getattr(module, "proj_size", 0):
             raise ValueError(
-                f"LSTM with proj_size={module.proj_size} is not supported: the projected "
-                "state h = W_hr (o * tanh(c)) has no gradspec cell."
+                f"LSTM with proj_size={module.proj_size} is not supported: the "
+                "projected state h = W_hr (o * tanh(c)) has no gradspec cell."
             )
         kind = _TORCH_MODES.get(module.mode)
         nl = getattr(module, "nonlinearity", None) if kind == "rnn" else None
     elif isinstance(module, (nn.RNNCell, nn.LSTMCell, nn.GRUCell)):
-        kind = {nn.RNNCell: "rnn", nn.LSTMCell: "lstm", nn.GRUCell: "gru"}[type(module)]
+        kind = next(
+            k
+            for k, t in (
+                ("rnn", nn.RNNCell),
+                ("lstm", nn.LSTMCell),
+                ("gru", nn.GRUCell),
+            )
+            if isinstance(module, t)
+        )
         nl = module.nonlinearity if kind == "rnn" else None
     else:
         kind = None
     if kind is None:
         raise TypeError(
-            "`state_dict_or_module` must be a torch.nn.RNN/LSTM/GRU (or RNNCell/LSTMCell/"
-            f"GRUCell) or a state_dict; got {type(module).__name__}."
+            "`state_dict_or_module` must be a torch.nn.RNN/LSTM/GRU (or RNNCell/"
+            f"LSTMCell/GRUCell) or a state_dict; got {type(module).__name__}."
         )
     return kind, nl, module.state_dict()
 
@@ -231,12 +247,14 @@ def _torch_layer_suffix(state: Mapping, layer: int) -> str:
     proj = [k for k in keys if re.fullmatch(r"weight_hr_l\d+", k)]
     if proj:
         raise ValueError(
-            f"LSTM state_dicts with proj_size > 0 are not supported (found {proj[0]!r}): "
-            "the projected state has no gradspec cell."
+            "LSTM state_dicts with proj_size > 0 are not supported (found "
+            f"{proj[0]!r}): the projected state has no gradspec cell."
         )
     if f"weight_hh_l{layer}" in state:
         return f"_l{layer}"
-    layers = sorted(int(m.group(1)) for k in keys if (m := re.fullmatch(r"weight_hh_l(\d+)", k)))
+    layers = sorted(
+        int(m.group(1)) for k in keys if (m := re.fullmatch(r"weight_hh_l(\d+)", k))
+    )
     if layers:
         raise ValueError(
             f"`layer` must be in [0, {layers[-1]}] for this {len(layers)}-layer "
@@ -244,7 +262,9 @@ def _torch_layer_suffix(state: Mapping, layer: int) -> str:
         )
     if "weight_hh" in state:  # an RNNCell/LSTMCell/GRUCell state_dict
         if layer != 0:
-            raise ValueError(f"`layer` must be 0 for a single cell's state_dict; got {layer}.")
+            raise ValueError(
+                f"`layer` must be 0 for a single cell's state_dict; got {layer}."
+            )
         return ""
     raise ValueError(
         f"`state_dict_or_module` has no 'weight_hh_l{layer}' (nor 'weight_hh') key; "
@@ -256,8 +276,8 @@ def from_torch(
     state_dict_or_module,
     layer: int = 0,
     *,
-    kind: Optional[Kind] = None,
-    nonlinearity: Optional[str] = None,
+    kind: Kind | None = None,
+    nonlinearity: str | None = None,
     dtype=None,
 ) -> tuple[Cell, dict]:
     r"""A gradspec cell and params from one layer of a PyTorch RNN, LSTM or GRU.
@@ -277,8 +297,8 @@ def from_torch(
         layer: which layer of a stacked module; its inputs are the previous layer's
             outputs, of size N (for ``layer > 0``).
         kind: ``"rnn"``, ``"lstm"`` or ``"gru"``. For a state_dict it is inferred from
-            ``weight_hh_l{layer}``'s rows (N: RNN, 3N: GRU, 4N: LSTM) when None; a module
-            knows its own.
+            ``weight_hh_l{layer}``'s rows (N: RNN, 3N: GRU, 4N: LSTM) when None; a
+            module knows its own.
         nonlinearity: the vanilla RNN's ``"tanh"`` or ``"relu"``. A state_dict does not
             record it, so it defaults to ``"tanh"``: pass ``"relu"`` for a
             ``nonlinearity="relu"`` RNN's state_dict. A module records it
@@ -317,8 +337,9 @@ def from_torch(
         source = f"torch module {type(state_dict_or_module).__name__}"
     else:
         raise TypeError(
-            "`state_dict_or_module` must be a torch.nn.RNN/LSTM/GRU module or a state_dict "
-            f"(dict of tensors or arrays); got {type(state_dict_or_module).__name__}."
+            "`state_dict_or_module` must be a torch.nn.RNN/LSTM/GRU module or a "
+            "state_dict (dict of tensors or arrays); "
+            f"got {type(state_dict_or_module).__name__}."
         )
     suffix = _torch_layer_suffix(state, layer)
     raw = {}
@@ -336,7 +357,9 @@ def from_torch(
     gates = w_hh.shape[0] // w_hh.shape[1]
     inferred = _KIND_OF_GATES.get(gates)
     if recorded_kind is not None and kind is not None and kind != recorded_kind:
-        raise ValueError(f"`kind` {kind!r} contradicts the {source}, which is {recorded_kind!r}.")
+        raise ValueError(
+            f"`kind` {kind!r} contradicts the {source}, which is {recorded_kind!r}."
+        )
     kind = kind or recorded_kind or inferred
     if kind is None:
         raise ValueError(
@@ -345,7 +368,8 @@ def from_torch(
         )
     if inferred != kind:
         raise ValueError(
-            f"`kind` {kind!r} needs 'weight_hh{suffix}' of shape ({_GATES[kind]}*N, N); "
+            f"`kind` {kind!r} needs 'weight_hh{suffix}' of shape "
+            f"({_GATES[kind]}*N, N); "
             f"got {w_hh.shape}."
         )
     for name in ("bias_ih", "bias_hh"):
@@ -363,10 +387,10 @@ def from_torch(
 def to_torch(cell: Cell, params):
     r"""A one-layer ``torch.nn.RNN``/``LSTM``/``GRU`` holding a gradspec cell's params.
 
-    The inverse of :func:`from_torch`, for round trips and reference checks: the module's
-    forward pass equals :func:`gradspec.trajectory` (a vanilla RNN's ``b`` goes to
-    ``bias_ih_l0`` and ``bias_hh_l0`` is zero). The module's dtype is the params' dtype
-    (float32 or float64), on the CPU.
+    The inverse of :func:`from_torch`, for round trips and reference checks: the
+    module's forward pass equals :func:`gradspec.trajectory` (a vanilla RNN's ``b``
+    goes to ``bias_ih_l0`` and ``bias_hh_l0`` is zero). The module's dtype is the
+    params' dtype (float32 or float64), on the CPU.
 
     Args:
         cell: a :class:`gradspec.cells.RNN` with nonlinearity ``"tanh"`` or ``"relu"``
@@ -399,11 +423,15 @@ def to_torch(cell: Cell, params):
         )
     if isinstance(cell, RNN) and cell.nonlinearity not in ("tanh", "relu"):
         raise ValueError(
-            f"`cell` nonlinearity must be 'tanh' or 'relu' (torch.nn.RNN has no other); "
+            "`cell` nonlinearity must be 'tanh' or 'relu' (torch.nn.RNN has no "
+            "other); "
             f"got {cell.name!r}."
         )
     dtype = jnp.dtype(check_params(cell, params))
-    torch_dtype = {jnp.dtype("float32"): torch.float32, jnp.dtype("float64"): torch.float64}
+    torch_dtype = {
+        jnp.dtype("float32"): torch.float32,
+        jnp.dtype("float64"): torch.float64,
+    }
     if dtype not in torch_dtype:
         raise TypeError(f"`params` must be float32 or float64; got {dtype}.")
     hidden, inputs = cell.hidden_size(params), cell.input_size(params)
@@ -416,8 +444,13 @@ def to_torch(cell: Cell, params):
             "bias_hh_l0": np.zeros((hidden,), dtype),
         }
     else:
-        module = (torch.nn.LSTM if isinstance(cell, LSTM) else torch.nn.GRU)(inputs, hidden)
-        tensors = {f"{k}_l0": params[k] for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+        module = (torch.nn.LSTM if isinstance(cell, LSTM) else torch.nn.GRU)(
+            inputs, hidden
+        )
+        tensors = {
+            f"{k}_l0": params[k]
+            for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        }
     module = module.to(torch_dtype[dtype])
     state = {k: torch.from_numpy(np.array(v, dtype=dtype)) for k, v in tensors.items()}
     module.load_state_dict(state, strict=True)
@@ -426,7 +459,7 @@ def to_torch(cell: Cell, params):
 
 # -- Flax ----------------------------------------------------------------------------
 def _unwrap_flax_params(params: Mapping) -> Mapping:
-    """Drop the {'params': ...} collection and single-child wrappers (nn.RNN's 'cell')."""
+    """Drop the {'params': ...} level and single-child wrappers (nn.RNN's 'cell')."""
     known = {frozenset(a + b) for a, b in (_FLAX_LSTM, _FLAX_GRU, _FLAX_SIMPLE)}
     while (
         isinstance(params, Mapping)
@@ -441,25 +474,39 @@ def _unwrap_flax_params(params: Mapping) -> Mapping:
 def _dense(params: Mapping, name: str, bias: bool):
     """(kernel (in, out), bias (out,) or None) of one linen Dense's param dict."""
     if name not in params or not isinstance(params[name], Mapping):
-        raise ValueError(f"`params` is missing the Dense {name!r}; got keys {sorted(params)}.")
+        raise ValueError(
+            f"`params` is missing the Dense {name!r}; got keys {sorted(params)}."
+        )
     d = params[name]
     if "kernel" not in d:
         raise ValueError(f"`params[{name!r}]` has no 'kernel'; got keys {sorted(d)}.")
     kernel = _to_numpy(d["kernel"], f"params[{name!r}]['kernel']")
-    b = _to_numpy(d["bias"], f"params[{name!r}]['bias']") if bias and "bias" in d else None
+    b = (
+        _to_numpy(d["bias"], f"params[{name!r}]['bias']")
+        if bias and "bias" in d
+        else None
+    )
     return kernel, b
 
 
-def _flax_kind_of_keys(params: Mapping) -> Optional[str]:
+def _describe(p) -> str:
+    return f"keys {sorted(p)}" if isinstance(p, Mapping) else type(p).__name__
+
+
+def _flax_kind_of_keys(params: Mapping) -> str | None:
     keys = frozenset(params)
-    for kind, (ins, hids) in (("lstm", _FLAX_LSTM), ("gru", _FLAX_GRU), ("rnn", _FLAX_SIMPLE)):
+    for kind, (ins, hids) in (
+        ("lstm", _FLAX_LSTM),
+        ("gru", _FLAX_GRU),
+        ("rnn", _FLAX_SIMPLE),
+    ):
         if keys == frozenset(ins + hids):
             return kind
     return None
 
 
 def _stack(kernels_and_biases, out: int, dtype) -> tuple[np.ndarray, np.ndarray]:
-    """Per-gate (in, N) kernels and optional biases -> (G N, in) weight and (G N,) bias."""
+    """Per-gate (in, N) kernels, biases (or None) -> (G N, in) weight, (G N,) bias."""
     weight = np.concatenate([k.T for k, _ in kernels_and_biases])
     bias = np.concatenate(
         [b if b is not None else np.zeros((out,), dtype) for _, b in kernels_and_biases]
@@ -470,7 +517,8 @@ def _stack(kernels_and_biases, out: int, dtype) -> tuple[np.ndarray, np.ndarray]
 def _linen_raw(kind: str, params: Mapping, residual: bool) -> dict:
     """Gated-layout arrays from a linen cell's param dict (kernels are (in, out))."""
     ins, hids = {"lstm": _FLAX_LSTM, "gru": _FLAX_GRU, "rnn": _FLAX_SIMPLE}[kind]
-    # Which Dense has a bias in linen: LSTM hidden side; GRU input side and hn; Simple i.
+    # Which Dense has a bias in linen: LSTM hidden side; GRU input side and hn;
+    # Simple i.
     has_bias = {"lstm": (False, True), "gru": (True, False), "rnn": (True, False)}[kind]
     i_parts = [_dense(params, n, has_bias[0]) for n in ins]
     h_parts = [_dense(params, n, has_bias[1] or n == "hn") for n in hids]
@@ -480,14 +528,19 @@ def _linen_raw(kind: str, params: Mapping, residual: bool) -> dict:
 def _raw_from_parts(kind, i_parts, h_parts, residual) -> dict:
     n = h_parts[0][0].shape[-1]
     dtype = h_parts[0][0].dtype
-    # Every per-gate kernel is (in, N): N x N on the hidden side, D x N on the input side.
-    for parts, rows, side in ((h_parts, n, "hidden"), (i_parts, i_parts[0][0].shape[0], "input")):
+    # Every per-gate kernel is (in, N): N x N on the hidden side, D x N on the input.
+    for parts, rows, side in (
+        (h_parts, n, "hidden"),
+        (i_parts, i_parts[0][0].shape[0], "input"),
+    ):
         for k, b in parts:
             if k.shape != (rows, n) or (b is not None and b.shape != (n,)):
                 raise ValueError(
-                    f"every {side}-side Flax kernel must have shape ({rows}, {n}) and bias "
+                    f"every {side}-side Flax kernel must have shape ({rows}, {n}) and "
+                    "bias "
                     f"({n},); got kernel {k.shape}"
-                    + ("" if b is None else f" and bias {b.shape}") + "."
+                    + ("" if b is None else f" and bias {b.shape}")
+                    + "."
                 )
     w_ih, b_ih = _stack(i_parts, n, dtype)
     w_hh, b_hh = _stack(h_parts, n, dtype)
@@ -504,7 +557,7 @@ def _nnx_linear(linear, name: str):
 
 
 def _nnx_split(linear, name: str, gates: int):
-    """One fused nnx Linear (in, G N) -> per-gate [(kernel (in, N), bias (N,) | None)]."""
+    """A fused nnx Linear (in, G N) -> per gate (kernel (in, N), bias (N,) or None)."""
     kernel, bias = _nnx_linear(linear, name)
     ks = np.split(kernel, gates, axis=1)
     bs = np.split(bias, gates) if bias is not None else [None] * gates
@@ -517,8 +570,9 @@ def _check_flax_fns(module, kind: str):
     act = getattr(module, "activation_fn", jnp.tanh)
     if kind != "rnn" and (gate is not jax.nn.sigmoid or act is not jnp.tanh):
         raise ValueError(
-            f"{type(module).__name__} with gate_fn={getattr(gate, '__name__', gate)} and "
-            f"activation_fn={getattr(act, '__name__', act)} is not supported: gradspec's "
+            f"{type(module).__name__} with gate_fn={getattr(gate, '__name__', gate)} "
+            f"and activation_fn={getattr(act, '__name__', act)} is not supported: "
+            "gradspec's "
             f"{kind.upper()} uses sigmoid gates and tanh. Use gradspec.cells.StepCell."
         )
     return _nonlinearity_of(act) if kind == "rnn" else None
@@ -526,17 +580,18 @@ def _check_flax_fns(module, kind: str):
 
 def from_flax(
     cell_or_params,
-    params: Optional[Mapping] = None,
+    params: Mapping | None = None,
     *,
-    kind: Optional[Kind] = None,
+    kind: Kind | None = None,
     nonlinearity=None,
     dtype=None,
 ) -> tuple[Cell, dict]:
-    r"""A gradspec cell and params from a Flax ``LSTMCell``, ``GRUCell`` or ``SimpleCell``.
+    r"""A gradspec cell and params from a Flax LSTMCell, GRUCell or SimpleCell.
 
-    Accepts a linen cell with its params, a bare linen param dict, or a ``flax.nnx`` cell
-    (which holds its own params). Flax's per-gate (in, out) kernels are transposed and
-    stacked into gradspec's (PyTorch) layout; see the module docstring for the exact map.
+    Accepts a linen cell with its params, a bare linen param dict, or a ``flax.nnx``
+    cell (which holds its own params). Flax's per-gate (in, out) kernels are transposed
+    and stacked into gradspec's (PyTorch) layout; see the module docstring for the
+    exact map.
     Linen's and nnx's GRUs differ (linen keeps a hidden n-bias inside the reset product,
     nnx has none); both are PyTorch GRUs exactly, with ``bias_hh = (0, 0, b_hn)`` and
     ``bias_hh = 0`` respectively.
@@ -546,17 +601,19 @@ def from_flax(
     Args:
         cell_or_params: a ``flax.linen`` ``LSTMCell``/``OptimizedLSTMCell``/``GRUCell``/
             ``SimpleCell`` (then ``params`` is required), a ``flax.nnx`` ``LSTMCell``/
-            ``OptimizedLSTMCell``/``GRUCell``/``SimpleCell``, or a linen cell's param dict
-            (keys ``ii..ho``, ``ir..hn`` or ``i, h``; a ``{'params': ...}`` wrapper and
-            ``nn.RNN``'s ``'cell'`` level are unwrapped).
+            ``OptimizedLSTMCell``/``GRUCell``/``SimpleCell``, or a linen cell's param
+            dict (keys ``ii..ho``, ``ir..hn`` or ``i, h``; a ``{'params': ...}``
+            wrapper and ``nn.RNN``'s ``'cell'`` level are unwrapped).
         params: a linen cell's params (or variables) when ``cell_or_params`` is a linen
             cell.
         kind: ``"lstm"``, ``"gru"`` or ``"rnn"`` (``SimpleCell``); inferred when None.
         nonlinearity: a ``SimpleCell``'s activation for a bare param dict (default
             ``"tanh"``; a cell records its own ``activation_fn``). A bare dict cannot
             record ``residual=True``: pass the linen cell for that.
-        dtype: dtype of the returned params; by default float64 if the weights are
-            float64 and ``jax_enable_x64`` is on, else float32.
+        dtype: dtype of the returned params. By default the cell's computation
+            ``dtype`` when it sets one (nnx's ``SimpleCell`` defaults to float32),
+            else float64 if the weights are float64 and ``jax_enable_x64`` is on, else
+            float32.
 
     Returns:
         ``(cell, params)`` as in :func:`from_torch`.
@@ -590,18 +647,19 @@ def from_flax(
         found = _flax_kind_of_keys(p) if isinstance(p, Mapping) else None
         if found is None:
             raise ValueError(
-                "`cell_or_params` is not a Flax LSTMCell/GRUCell/SimpleCell param dict: "
-                f"got keys {sorted(p) if isinstance(p, Mapping) else type(p).__name__}; "
-                "expected ii..io/hi..ho (LSTM), ir/iz/in/hr/hz/hn (GRU) or i/h (Simple)."
+                "`cell_or_params` is not a Flax LSTMCell/GRUCell/SimpleCell param "
+                f"dict: got {_describe(p)}; expected keys ii..io/hi..ho (LSTM), "
+                "ir/iz/in/hr/hz/hn (GRU) or i/h (Simple)."
             )
         if kind is not None and kind != found:
-            raise ValueError(f"`kind` {kind!r} contradicts the param dict, which is {found!r}.")
+            raise ValueError(
+                f"`kind` {kind!r} contradicts the param dict, which is {found!r}."
+            )
         kind, source = found, "Flax param dict"
         raw = _linen_raw(kind, p, residual=False)
     else:
         try:
-            import flax.linen as linen
-            from flax import nnx
+            from flax import linen, nnx
         except ImportError as err:  # pragma: no cover - depends on the environment
             raise TypeError(
                 "`cell_or_params` must be a Flax cell or a param dict; flax is not "
@@ -610,12 +668,16 @@ def from_flax(
         module = cell_or_params
         name = type(module).__name__
         source = f"Flax {name}"
-        found = {"LSTMCell": "lstm", "OptimizedLSTMCell": "lstm", "GRUCell": "gru",
-                 "SimpleCell": "rnn"}.get(name)
+        found = {
+            "LSTMCell": "lstm",
+            "OptimizedLSTMCell": "lstm",
+            "GRUCell": "gru",
+            "SimpleCell": "rnn",
+        }.get(name)
         if not isinstance(module, (linen.Module, nnx.Module)):
             raise TypeError(
-                "`cell_or_params` must be a flax.linen or flax.nnx LSTMCell, GRUCell or "
-                f"SimpleCell, or a param dict; got {name}."
+                "`cell_or_params` must be a flax.linen or flax.nnx LSTMCell, GRUCell "
+                f"or SimpleCell, or a param dict; got {name}."
             )
         if found is None:
             raise ValueError(
@@ -623,28 +685,39 @@ def from_flax(
                 "OptimizedLSTMCell, GRUCell, SimpleCell."
             )
         if kind is not None and kind != found:
-            raise ValueError(f"`kind` {kind!r} contradicts the {source}, which is {found!r}.")
+            raise ValueError(
+                f"`kind` {kind!r} contradicts the {source}, which is {found!r}."
+            )
         kind = found
         recorded_nl = _check_flax_fns(module, kind)
+        compute = getattr(module, "dtype", None)
+        if dtype is None and compute is not None:
+            # The cell computes in its `dtype` whatever its params' dtype: follow it.
+            dtype = jnp.dtype(jax.dtypes.canonicalize_dtype(compute))
         residual = bool(getattr(module, "residual", False))
         if isinstance(module, linen.Module):
             if not isinstance(params, Mapping):
-                raise ValueError(
+                raise TypeError(
                     f"`params` (the linen {name}'s variables) is required with a linen "
                     f"cell; got {type(params).__name__}."
                 )
             p = _unwrap_flax_params(params)
             if not isinstance(p, Mapping) or _flax_kind_of_keys(p) != kind:
                 raise ValueError(
-                    f"`params` does not hold a linen {name}'s params; got keys "
-                    f"{sorted(p) if isinstance(p, Mapping) else type(p).__name__}."
+                    f"`params` does not hold a linen {name}'s params; "
+                    f"got {_describe(p)}."
                 )
             raw = _linen_raw(kind, p, residual)
         else:
             if params is not None:
-                raise ValueError("`params` must be None for a flax.nnx cell (it holds them).")
+                raise ValueError(
+                    "`params` must be None for a flax.nnx cell (it holds them)."
+                )
             if name == "LSTMCell":
-                i_parts = [_nnx_linear(getattr(module, a), a) for a in ("ii", "if_", "ig", "io")]
+                i_parts = [
+                    _nnx_linear(getattr(module, a), a)
+                    for a in ("ii", "if_", "ig", "io")
+                ]
                 h_parts = [_nnx_linear(getattr(module, a), a) for a in _FLAX_LSTM[1]]
             else:
                 # Fused Linear layers: gate blocks side by side along the output axis.
@@ -661,8 +734,8 @@ def from_equinox(cell, *, dtype=None) -> tuple[Cell, dict]:
     r"""A gradspec cell and params from an ``equinox.nn.LSTMCell`` or ``GRUCell``.
 
     Equinox uses PyTorch's gate layout with one input-side ``bias``: the LSTM maps to
-    ``bias_ih = bias``, ``bias_hh = 0``. Its GRU adds ``bias_n`` inside the reset product,
-    :math:`n = \tanh(W_{in} x + b_{in} + r \odot (W_{hn} h + b_n))`, and writes
+    ``bias_ih = bias``, ``bias_hh = 0``. Its GRU adds ``bias_n`` inside the reset
+    product, :math:`n = \tanh(W_{in} x + b_{in} + r \odot (W_{hn} h + b_n))`, and writes
     :math:`h' = n + z \odot (h - n) = (1 - z) n + z h`: PyTorch's GRU with
     ``bias_ih = bias``, ``bias_hh = (0, 0, bias_n)``. ``use_bias=False`` gives zero
     biases. Equinox's LSTM state ``(h, c)`` is gradspec's ``concat(h, c)``.
@@ -689,7 +762,8 @@ def from_equinox(cell, *, dtype=None) -> tuple[Cell, dict]:
     dtype = _check_dtype(dtype)
     if not type(cell).__module__.startswith("equinox"):
         raise TypeError(
-            f"`cell` must be an equinox.nn.LSTMCell or GRUCell; got {type(cell).__name__}."
+            "`cell` must be an equinox.nn.LSTMCell or GRUCell; "
+            f"got {type(cell).__name__}."
         )
     import equinox as eqx
 
@@ -699,7 +773,8 @@ def from_equinox(cell, *, dtype=None) -> tuple[Cell, dict]:
         kind = "gru"
     else:
         raise TypeError(
-            f"`cell` must be an equinox.nn.LSTMCell or GRUCell; got {type(cell).__name__}."
+            "`cell` must be an equinox.nn.LSTMCell or GRUCell; "
+            f"got {type(cell).__name__}."
         )
     w_ih = _to_numpy(cell.weight_ih, "cell.weight_ih")
     w_hh = _to_numpy(cell.weight_hh, "cell.weight_hh")

@@ -1,4 +1,4 @@
-"""gradspec.interop: cells of PyTorch, Flax and Equinox reproduce their own forward pass.
+"""gradspec.interop: converted PyTorch, Flax and Equinox cells match their own forward.
 
 Every framework's own forward pass (its cell or module, looped over time) is the
 reference: gradspec's trajectory from the converted params must match it to rounding,
@@ -18,19 +18,23 @@ import pytest
 import gradspec
 from gradspec import interop
 
-# Different summation orders in two frameworks, over T = 12 steps of N = 5 units: float32
-# rounding (eps 1.2e-7) grows to ~1e-6, float64 (eps 2.2e-16) to ~1e-14.
+# Different summation orders in two frameworks, over T = 12 steps of N = 5 units:
+# float32 rounding (eps 1.2e-7) grows to ~1e-6, float64 (eps 2.2e-16) to ~1e-14.
 TOL = {jnp.dtype("float32"): 1e-5, jnp.dtype("float64"): 1e-10}
 DTYPES = [jnp.dtype("float32"), jnp.dtype("float64")]
 T, D, N = 12, 3, 5
 
 
 def assert_close(got, want, dtype):
-    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=TOL[dtype], atol=TOL[dtype])
+    np.testing.assert_allclose(
+        np.asarray(got), np.asarray(want), rtol=TOL[dtype], atol=TOL[dtype]
+    )
 
 
 def assert_params_dtype(params, dtype):
-    assert all(v.dtype == dtype for v in params.values()), {k: v.dtype for k, v in params.items()}
+    assert all(v.dtype == dtype for v in params.values()), {
+        k: v.dtype for k, v in params.items()
+    }
 
 
 def _rng(seed=0):
@@ -46,13 +50,18 @@ TORCH_KINDS = {
     "lstm": (lambda: torch.nn.LSTM, {}),
     "gru": (lambda: torch.nn.GRU, {}),
 }
-TORCH_DTYPES = {jnp.dtype("float32"): torch.float32, jnp.dtype("float64"): torch.float64}
+TORCH_DTYPES = {
+    jnp.dtype("float32"): torch.float32,
+    jnp.dtype("float64"): torch.float64,
+}
 
 
 def _torch_module(name, dtype, num_layers=1, bias=True, seed=0):
     torch.manual_seed(seed)
     cls, kwargs = TORCH_KINDS[name]
-    return cls()(D, N, num_layers=num_layers, bias=bias, **kwargs).to(TORCH_DTYPES[dtype])
+    return cls()(D, N, num_layers=num_layers, bias=bias, **kwargs).to(
+        TORCH_DTYPES[dtype]
+    )
 
 
 def _torch_run(module, xs, h0):
@@ -99,7 +108,9 @@ def test_torch_second_layer_matches_torch(name):
     dtype = jnp.dtype("float64")
     module = _torch_module(name, dtype, num_layers=2)
     first = _torch_module(name, dtype, num_layers=1)
-    first.load_state_dict({k: v for k, v in module.state_dict().items() if k.endswith("_l0")})
+    first.load_state_dict(
+        {k: v for k, v in module.state_dict().items() if k.endswith("_l0")}
+    )
     size = 2 * N if name == "lstm" else N
     xs = _inputs(dtype, D)
     h0 = [np.asarray(_rng(s).normal(size=size), dtype) for s in (3, 4)]
@@ -122,7 +133,9 @@ def test_torch_state_dict_without_biases_and_numpy_arrays():
     assert not any(k.startswith("bias") for k in state)
     cell, params = interop.from_torch(state)
     assert isinstance(cell, gradspec.cells.GRU)
-    assert not np.any(np.asarray(params["bias_ih"])) and not np.any(np.asarray(params["bias_hh"]))
+    assert not np.any(np.asarray(params["bias_ih"])) and not np.any(
+        np.asarray(params["bias_hh"])
+    )
     xs = _inputs(jnp.dtype("float64"), D)
     ys, _ = _torch_run(module, xs, np.zeros(N))
     assert_close(gradspec.trajectory(cell, params, xs), ys, jnp.dtype("float64"))
@@ -132,7 +145,9 @@ def test_torch_rnn_biases_are_summed():
     module = _torch_module("rnn_tanh", jnp.dtype("float64"))
     _, params = interop.from_torch(module)
     sd = module.state_dict()
-    np.testing.assert_array_equal(params["b"], (sd["bias_ih_l0"] + sd["bias_hh_l0"]).numpy())
+    np.testing.assert_array_equal(
+        params["b"], (sd["bias_ih_l0"] + sd["bias_hh_l0"]).numpy()
+    )
     np.testing.assert_array_equal(params["W_hh"], sd["weight_hh_l0"].numpy())
     np.testing.assert_array_equal(params["W_xh"], sd["weight_ih_l0"].numpy())
 
@@ -141,8 +156,12 @@ def test_torch_dtype_choice():
     f32, f64 = jnp.dtype("float32"), jnp.dtype("float64")
     assert_params_dtype(interop.from_torch(_torch_module("lstm", f32))[1], f32)
     assert_params_dtype(interop.from_torch(_torch_module("lstm", f64))[1], f64)
-    assert_params_dtype(interop.from_torch(_torch_module("lstm", f64), dtype=f32)[1], f32)
-    assert_params_dtype(interop.from_torch(_torch_module("lstm", f32), dtype="float64")[1], f64)
+    assert_params_dtype(
+        interop.from_torch(_torch_module("lstm", f64), dtype=f32)[1], f32
+    )
+    assert_params_dtype(
+        interop.from_torch(_torch_module("lstm", f32), dtype="float64")[1], f64
+    )
     half = _torch_module("gru", f32).to(torch.bfloat16)
     assert_params_dtype(interop.from_torch(half)[1], f32)
 
@@ -157,7 +176,7 @@ TORCH_CELLS = {
 
 @pytest.mark.parametrize("name", list(TORCH_KINDS))
 def test_step_jacobians_match_torch_autograd(name):
-    """J_t = d h_t / d h_{t-1} equals torch.autograd's Jacobian of the torch cell step."""
+    """J_t = d h_t / d h_{t-1} equals torch.autograd's Jacobian of torch's cell step."""
     dtype = jnp.dtype("float64")
     module = _torch_module(name, dtype)
     tcell = TORCH_CELLS[name]().double()
@@ -171,9 +190,14 @@ def test_step_jacobians_match_torch_autograd(name):
 
     size = cell.state_size(N)
     steps = 4
-    xs, h0 = _inputs(dtype, D, steps=steps), np.asarray(_rng(5).normal(size=size), dtype)
+    xs, h0 = (
+        _inputs(dtype, D, steps=steps),
+        np.asarray(_rng(5).normal(size=size), dtype),
+    )
     jacs = gradspec.step_jacobians(cell, params, xs, h0)
-    prev = np.concatenate([h0[None], np.asarray(gradspec.trajectory(cell, params, xs, h0))[:-1]])
+    prev = np.concatenate(
+        [h0[None], np.asarray(gradspec.trajectory(cell, params, xs, h0))[:-1]]
+    )
 
     for t in range(steps):
         x = torch.from_numpy(xs[t])[None]
@@ -190,13 +214,20 @@ def test_step_jacobians_match_torch_autograd(name):
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize(
     "cell",
-    [gradspec.cells.RNN("tanh"), gradspec.cells.RNN("relu"), gradspec.cells.LSTM(), gradspec.cells.GRU()],
+    [
+        gradspec.cells.RNN("tanh"),
+        gradspec.cells.RNN("relu"),
+        gradspec.cells.LSTM(),
+        gradspec.cells.GRU(),
+    ],
     ids=["rnn_tanh", "rnn_relu", "lstm", "gru"],
 )
 def test_round_trip_through_torch(cell, dtype, getkey):
     params = cell.init(getkey(), hidden=N, inputs=D, dtype=dtype)
     # Nonzero biases so that their placement is checked too.
-    params = {k: v + 0.1 * jr.normal(getkey(), v.shape, dtype) for k, v in params.items()}
+    params = {
+        k: v + 0.1 * jr.normal(getkey(), v.shape, dtype) for k, v in params.items()
+    }
     module = interop.to_torch(cell, params)
     assert next(module.parameters()).dtype == TORCH_DTYPES[dtype]
     cell2, params2 = interop.from_torch(module)
@@ -206,7 +237,10 @@ def test_round_trip_through_torch(cell, dtype, getkey):
         assert params2[k].dtype == dtype
         np.testing.assert_array_equal(params2[k], params[k])
     # The torch module runs the same recurrence.
-    xs, h0 = _inputs(dtype, D), np.asarray(_rng(6).normal(size=cell.state_size(N)), dtype)
+    xs, h0 = (
+        _inputs(dtype, D),
+        np.asarray(_rng(6).normal(size=cell.state_size(N)), dtype),
+    )
     ys, final = _torch_run(module, xs, h0)
     states = gradspec.trajectory(cell, params, xs, h0)
     assert_close(states[:, :N], ys, dtype)
@@ -241,7 +275,9 @@ def test_torch_errors():
     with pytest.raises(ValueError, match="`kind` 'rnn' contradicts"):
         interop.from_torch(lstm2, kind="rnn")
     with pytest.raises(ValueError, match="cannot infer `kind`"):
-        interop.from_torch({"weight_hh_l0": np.zeros((2 * N, N)), "weight_ih_l0": np.zeros((2 * N, D))})
+        interop.from_torch(
+            {"weight_hh_l0": np.zeros((2 * N, N)), "weight_ih_l0": np.zeros((2 * N, D))}
+        )
     with pytest.raises(ValueError, match="`nonlinearity`"):
         interop.from_torch(lstm2, nonlinearity="relu")
     with pytest.raises(ValueError, match="`nonlinearity` 'tanh' contradicts"):
@@ -271,10 +307,13 @@ def test_to_torch_errors(getkey):
 
 # -- Flax ----------------------------------------------------------------------------
 def _randomize(tree, seed, dtype):
-    """Every leaf + noise: Flax initialises biases to zero, which would hide their layout."""
+    """Every leaf + noise: Flax's zero-initialised biases would hide their layout."""
     rng = _rng(seed)
     return jax.tree_util.tree_map(
-        lambda v: jnp.asarray(np.asarray(v) + 0.3 * rng.normal(size=np.shape(v)), dtype), tree
+        lambda v: jnp.asarray(
+            np.asarray(v) + 0.3 * rng.normal(size=np.shape(v)), dtype
+        ),
+        tree,
     )
 
 
@@ -321,7 +360,9 @@ def test_flax_linen_trajectory_matches_flax(name, kwargs, dtype):
         assert cell == gradspec.cells.RNN("relu")
 
     h0 = jnp.asarray(_rng(3).normal(size=cell.state_size(N)), dtype)
-    want = _flax_loop(lambda c, x: module.apply(variables, c, x), _from_state(h0, lstm), xs)
+    want = _flax_loop(
+        lambda c, x: module.apply(variables, c, x), _from_state(h0, lstm), xs
+    )
     got = gradspec.trajectory(cell, params, xs, h0)
     assert_close(got, jnp.stack([_to_state(c) for c in want]), dtype)
 
@@ -336,10 +377,13 @@ def test_flax_linen_trajectory_matches_flax(name, kwargs, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("name", ["LSTMCell", "OptimizedLSTMCell", "GRUCell", "SimpleCell"])
+@pytest.mark.parametrize(
+    "name", ["LSTMCell", "OptimizedLSTMCell", "GRUCell", "SimpleCell"]
+)
 def test_flax_nnx_trajectory_matches_flax(name, dtype):
     nnx = pytest.importorskip("flax.nnx")
-    module = getattr(nnx, name)(D, N, param_dtype=dtype, rngs=nnx.Rngs(0))
+    # nnx's SimpleCell computes in `dtype` (default float32) whatever its param_dtype.
+    module = getattr(nnx, name)(D, N, dtype=dtype, param_dtype=dtype, rngs=nnx.Rngs(0))
     graphdef, state = nnx.split(module)
     module = nnx.merge(graphdef, _randomize(state, 4, dtype))
     lstm = "LSTM" in name
@@ -359,7 +403,9 @@ def test_flax_gru_bias_placement():
     nn = pytest.importorskip("flax.linen")
     nnx = pytest.importorskip("flax.nnx")
     module = nn.GRUCell(features=N, param_dtype=jnp.float64)
-    variables = _randomize(module.init(jr.key(0), jnp.zeros(N), jnp.zeros(D)), 7, jnp.float64)
+    variables = _randomize(
+        module.init(jr.key(0), jnp.zeros(N), jnp.zeros(D)), 7, jnp.float64
+    )
     _, params = interop.from_flax(module, variables)
     p = variables["params"]
     np.testing.assert_array_equal(params["bias_hh"][: 2 * N], 0.0)
@@ -370,15 +416,29 @@ def test_flax_gru_bias_placement():
     np.testing.assert_array_equal(params["bias_hh"], 0.0)
 
 
+def test_flax_dtype_follows_the_computation_dtype():
+    nnx = pytest.importorskip("flax.nnx")
+    f32, f64 = jnp.dtype("float32"), jnp.dtype("float64")
+    simple = nnx.SimpleCell(D, N, param_dtype=f64, rngs=nnx.Rngs(0))  # dtype=float32
+    assert_params_dtype(interop.from_flax(simple)[1], f32)
+    assert_params_dtype(interop.from_flax(simple, dtype=f64)[1], f64)
+    gru = nnx.GRUCell(D, N, param_dtype=f64, rngs=nnx.Rngs(0))  # dtype=None
+    assert_params_dtype(interop.from_flax(gru)[1], f64)
+
+
 def test_flax_errors():
     nn = pytest.importorskip("flax.linen")
     lstm = nn.LSTMCell(features=N)
-    variables = lstm.init(jr.key(0), lstm.initialize_carry(jr.key(1), (D,)), jnp.zeros(D, jnp.float32))
+    variables = lstm.init(
+        jr.key(0), lstm.initialize_carry(jr.key(1), (D,)), jnp.zeros(D, jnp.float32)
+    )
     with pytest.raises(ValueError, match="MGUCell is not supported"):
         interop.from_flax(nn.MGUCell(features=N), variables)
     with pytest.raises(ValueError, match="gate_fn"):
-        interop.from_flax(nn.LSTMCell(features=N, gate_fn=jax.nn.hard_sigmoid), variables)
-    with pytest.raises(ValueError, match="`params`"):
+        interop.from_flax(
+            nn.LSTMCell(features=N, gate_fn=jax.nn.hard_sigmoid), variables
+        )
+    with pytest.raises(TypeError, match="`params`"):
         interop.from_flax(lstm)
     with pytest.raises(ValueError, match="`params` does not hold"):
         interop.from_flax(nn.GRUCell(features=N), variables)
@@ -429,5 +489,11 @@ def test_import_gradspec_does_not_import_frameworks():
         "assert not bad, bad\n"
     )
     root = Path(__file__).resolve().parents[1]
-    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
