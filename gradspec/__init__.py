@@ -3,11 +3,16 @@
 from . import cells as cells
 from . import init as init
 from . import interop as interop
+from . import theory as theory
 from .jacobians import default_readout as default_readout
 from .jacobians import gradient_profile as gradient_profile
 from .jacobians import profile_rate as profile_rate
 from .jacobians import step_jacobians as step_jacobians
 from .jacobians import trajectory as trajectory
+from .predict import Diagnosis as Diagnosis
+from .predict import Prediction as Prediction
+from .predict import diagnose as diagnose
+from .predict import predict as predict
 from .spectra import WeightSpectrum as WeightSpectrum
 from .spectra import lyapunov_spectrum as lyapunov_spectrum
 from .spectra import product_singular_values as product_singular_values
@@ -19,11 +24,16 @@ __all__ = [
     "cells",
     "init",
     "interop",
+    "theory",
     "default_readout",
     "gradient_profile",
     "profile_rate",
     "step_jacobians",
     "trajectory",
+    "Diagnosis",
+    "Prediction",
+    "diagnose",
+    "predict",
     "WeightSpectrum",
     "lyapunov_spectrum",
     "product_singular_values",

@@ -16,7 +16,7 @@ CELLS = ("rnn", "lstm", "gru")
 
 
 def _build(args):
-    """(cell, params, xs) from the command-line flags."""
+    """(cell, params, xs) from the command-line flags (or a saved PyTorch state_dict)."""
     import jax
     import jax.numpy as jnp
     import jax.random as jr
@@ -26,6 +26,8 @@ def _build(args):
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     dtype = jnp.dtype(args.dtype)
+    if args.torch:
+        return _build_from_torch(args, dtype)
     cell = cells.RNN(args.nonlinearity) if args.cell == "rnn" else getattr(cells, args.cell.upper())()
     if args.init == "critical":
         recurrent_init = init.critical(args.nonlinearity, sigma_x=args.input_scale)
@@ -34,6 +36,24 @@ def _build(args):
     k_params, k_xs = jr.split(jr.key(args.seed))
     params = cell.init(k_params, args.hidden, args.inputs, recurrent_init=recurrent_init, dtype=dtype)
     xs = args.input_scale * jr.normal(k_xs, (args.T, args.inputs), dtype)
+    return cell, params, xs
+
+
+def _build_from_torch(args, dtype):
+    import jax.random as jr
+    import torch
+
+    from .interop import from_torch
+
+    state = torch.load(args.torch, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state:  # a training checkpoint
+        state = state["state_dict"]
+    cell, params = from_torch(state, layer=args.layer, nonlinearity=args.torch_nonlinearity, dtype=dtype)
+    args.hidden, args.inputs = cell.hidden_size(params), cell.input_size(params)
+    args.cell = type(cell).__name__.lower()
+    args.nonlinearity = getattr(cell, "nonlinearity", "-")
+    args.init, args.gain = f"{args.torch} (layer {args.layer})", None
+    xs = args.input_scale * jr.normal(jr.key(args.seed), (args.T, args.inputs), dtype)
     return cell, params, xs
 
 
@@ -49,7 +69,7 @@ def _diagnose(args) -> int:
         return 0
     name = args.cell if args.cell != "rnn" else f"rnn ({args.nonlinearity})"
     print(f"gradspec diagnose: {name}, N={args.hidden}, init={args.init}"
-          + ("" if args.init == "critical" else f"(gain={args.gain})")
+          + ("" if args.gain is None or args.init == "critical" else f"(gain={args.gain})")
           + f", T={args.T}, seed={args.seed}, {args.dtype}")
     print()
     rows = []
@@ -103,6 +123,10 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     d.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    d.add_argument("--torch", metavar="PATH", help="diagnose a saved torch.nn.RNN/LSTM/GRU state_dict")
+    d.add_argument("--layer", type=int, default=0, help="which layer of --torch")
+    d.add_argument("--torch-nonlinearity", choices=("tanh", "relu"), default=None,
+                   help="nn.RNN's nonlinearity (a state_dict does not record it; default tanh)")
     d.set_defaults(run=_diagnose)
     return parser
 

@@ -16,7 +16,15 @@ import jax.random as jr
 
 Initializer = Callable[[jax.Array, tuple, jnp.dtype], jax.Array]
 
-__all__ = ["Initializer", "gaussian", "orthogonal", "identity", "glorot", "uniform"]
+__all__ = [
+    "Initializer",
+    "gaussian",
+    "orthogonal",
+    "identity",
+    "glorot",
+    "uniform",
+    "critical",
+]
 
 
 def _check_gain(gain: float) -> float:
@@ -105,3 +113,42 @@ def uniform(scale: float) -> Initializer:
         return jr.uniform(key, shape, dtype, -scale, scale)
 
     return init_fn
+
+
+def critical(
+    nonlinearity="tanh", *, sigma_b: float = 0.0, sigma_x: float = 0.0
+) -> Initializer:
+    r"""Gaussian weights at the edge of chaos: :func:`gaussian` with the critical gain.
+
+    .. math:: W_{ij} \sim \mathcal N(0, \sigma_w^{*2} / N), \qquad
+        \chi(\sigma_w^*; \sigma_b, \sigma_x) = 1,
+
+    where :math:`\sigma_w^*` is :func:`gradspec.theory.critical_gain`: the mean-field
+    scale at which the gradient norm neither vanishes nor explodes per step (tanh 1 and
+    relu :math:`\sqrt 2` without bias; larger for tanh with bias ``sigma_b`` or
+    input drive ``sigma_x``).
+
+    Args:
+        nonlinearity: ``"tanh"``, ``"sigmoid"``, ``"relu"``, ``"linear"`` or a callable.
+        sigma_b: standard deviation of the bias the cell will use (>= 0).
+        sigma_x: standard deviation of each unit's input drive (>= 0).
+
+    Raises:
+        ValueError: unknown ``nonlinearity``, negative ``sigma_b``/``sigma_x``, or no
+            gain reaches chi = 1.
+
+    Examples:
+        >>> import jax, gradspec
+        >>> W = gradspec.init.critical("relu")(jax.random.key(0), (4, 4), "float32")
+        >>> W.shape
+        (4, 4)
+    """
+    from .theory import critical_gain  # theory imports cells, which import this module
+
+    gain = float(critical_gain(nonlinearity, sigma_b=sigma_b, sigma_x=sigma_x))
+    if not math.isfinite(gain):
+        raise ValueError(
+            f"`nonlinearity` {nonlinearity!r} has no critical gain (chi < 1 for every "
+            f"sigma_w up to 2**30 at sigma_b={sigma_b}, sigma_x={sigma_x})."
+        )
+    return gaussian(gain)

@@ -1,0 +1,145 @@
+"""predict / diagnose and the `gradspec diagnose` command."""
+
+import json
+import math
+
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+
+import gradspec
+from gradspec import cells, cli
+from gradspec.predict import Diagnosis, Prediction, classify
+
+
+def _rnn(nonlinearity, init, n, key, dtype=jnp.float64):
+    cell = cells.RNN(nonlinearity)
+    return cell, cell.init(key, n, 1, recurrent_init=init, dtype=dtype)
+
+
+def test_classify_thresholds():
+    assert classify(-0.01, 1e-3) == "vanishing"
+    assert classify(0.0005, 1e-3) == "critical"
+    assert classify(0.01, 1e-3) == "exploding"
+    assert classify(math.inf, 1e-3) == "exploding"
+    assert classify(-math.inf, 1e-3) == "vanishing"
+
+
+@pytest.mark.parametrize("gain, regime", [(0.5, "vanishing"), (1.5, "exploding")])
+def test_gaussian_tanh_uses_mean_field_and_agrees_with_samples(gain, regime, getkey):
+    cell, params = _rnn("tanh", gradspec.init.gaussian(gain), 256, getkey())
+    p = gradspec.predict(cell, params, T=500, key=getkey())
+    assert p.source == "mean-field" and p.regime == regime
+    mf = gradspec.theory.mean_field("tanh", gain)
+    # The prediction is the theory at the empirical sigma_w (within sampling of W).
+    assert p.lyapunov == pytest.approx(float(mf.lambda_max), abs=0.02)
+    # Finite N = 256: in the ordered phase lambda_max = log rho(W), whose edge sits a few
+    # percent above sigma_w (Rider 2003: sqrt(gamma_N / 4N) plus Gumbel fluctuations);
+    # in the chaotic phase the O(1/N) correction to chi is smaller. 0.05 covers both.
+    assert abs(p.lyapunov - p.measured_lyapunov) < 0.05
+    assert p.timescale == pytest.approx(1 / abs(p.lyapunov))
+    assert p.log_gradient_ratio == pytest.approx(500 * p.lyapunov)
+    assert 0 < p.uncertainty < 0.01
+
+
+def test_orthogonal_linear_is_lyapunov_sourced_and_exact(getkey):
+    cell, params = _rnn("linear", gradspec.init.orthogonal(0.95), 64, getkey())
+    p = gradspec.predict(cell, params, T=100)
+    assert p.source == "lyapunov" and p.regime == "vanishing"
+    assert p.lyapunov == pytest.approx(math.log(0.95), abs=1e-10)
+
+
+def test_identity_relu_is_critical():
+    cell, params = _rnn("relu", gradspec.init.identity(1.0), 16, jr.key(0))
+    params = dict(params, b=jnp.full(16, 0.1, jnp.float64))  # stays in the linear region
+    p = gradspec.predict(cell, params, T=1000)
+    assert p.regime == "critical" and abs(p.lyapunov) < 1e-9
+
+
+def test_non_normal_is_vanishing_with_transient_growth():
+    cell = cells.RNN("linear")
+    params = {
+        "W_hh": jnp.array([[0.9, 10.0], [0.0, 0.9]]),
+        "W_xh": jnp.zeros((2, 1)),
+        "b": jnp.zeros(2),
+    }
+    p = gradspec.predict(cell, params, T=1000)
+    assert p.regime == "vanishing"
+    # Asymptotic rate log 0.9 (Jordan block: the 1/T polynomial correction is the slack).
+    assert p.lyapunov == pytest.approx(math.log(0.9), abs=0.02)
+    assert any("transient growth" in r for r in p.reasons)
+    assert any("Pascanu bound allows growth" in r for r in p.reasons)
+
+
+@pytest.mark.parametrize("cell", [cells.LSTM(), cells.GRU()])
+def test_gated_cells_predict_from_samples(cell, getkey):
+    params = cell.init(getkey(), 32, 2, dtype=jnp.float64)
+    xs = jr.normal(getkey(), (4, 300, 2), jnp.float64)
+    p = gradspec.predict(cell, params, T=300, inputs=xs)
+    assert p.source == "lyapunov" and p.samples_finite == 8
+    # Check against one direct measurement on one of the same input sequences.
+    lam = gradspec.lyapunov_spectrum(cell, params, xs[0], k=1, warmup=75)[0]
+    assert p.lyapunov == pytest.approx(float(lam), abs=0.05)
+
+
+def test_exploding_relu_overflow_is_reported_not_nan(getkey):
+    cell, params = _rnn("relu", gradspec.init.orthogonal(3.0), 16, getkey(), jnp.float32)
+    p = gradspec.predict(cell, params, T=1000)
+    assert p.regime == "exploding"
+    # Half the ReLUs are off on average, so the rate sits below Pascanu's log(3 * 1).
+    assert 0.3 < p.lyapunov <= math.log(3.0)
+    assert p.samples_finite < 8 and any("overflowed" in r for r in p.reasons)
+
+
+def test_prediction_and_diagnosis_json_round_trip(getkey):
+    cell, params = _rnn("tanh", gradspec.init.gaussian(1.2), 64, getkey())
+    p = gradspec.predict(cell, params, T=200)
+    back = Prediction.from_dict(json.loads(json.dumps(p.to_dict())))
+    assert back.regime == p.regime and back.lyapunov == p.lyapunov
+    assert tuple(back.reasons) == p.reasons and back.mean_field["chi"] == p.mean_field["chi"]
+    d = gradspec.diagnose(cell, params, jr.normal(getkey(), (200, 1), jnp.float64))
+    assert Diagnosis.from_dict(json.loads(json.dumps(d.to_dict()))) == d
+
+
+def test_diagnose_hand_checkable():
+    cell = cells.RNN("linear")
+    params = {"W_hh": jnp.diag(jnp.array([1.1, 0.5])), "W_xh": jnp.zeros((2, 1)), "b": jnp.zeros(2)}
+    d = gradspec.diagnose(cell, params, jnp.zeros((100, 1)))
+    assert d.regime == "exploding"
+    assert d.lyapunov == pytest.approx(math.log(1.1), abs=1e-12)
+    # Default readout (1,1)/sqrt 2: ||r J^k|| = sqrt(1.21^k + 0.25^k) / sqrt 2.
+    k = 100
+    assert d.log_gradient_ratio == pytest.approx(0.5 * math.log((1.21**k + 0.25**k) / 2), rel=1e-12)
+    assert d.spectral_radius == pytest.approx(1.1) and d.spectral_norm == pytest.approx(1.1)
+
+
+def test_predict_errors(getkey):
+    cell, params = _rnn("tanh", gradspec.init.gaussian(1.0), 8, getkey())
+    with pytest.raises(ValueError, match="`T` must be >= 1; got 0"):
+        gradspec.predict(cell, params, T=0)
+    with pytest.raises(ValueError, match="inputs"):
+        gradspec.predict(cell, params, T=10, inputs=jnp.zeros(5))
+    with pytest.raises(ValueError, match="W_hh.*square"):
+        gradspec.predict(cell, dict(params, W_hh=jnp.zeros((8, 7))), T=10)
+
+
+def test_cli_diagnose_prints_verdict_and_reason(capsys):
+    assert cli.main(["diagnose", "--hidden", "64", "--gain", "0.5", "--T", "200"]) == 0
+    out = capsys.readouterr().out
+    assert "predicted regime" in out and "vanishing" in out
+    assert "Pascanu" in out and "mean-field" in out
+
+
+def test_cli_diagnose_json_and_torch_state_dict(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(3, 16)
+    path = tmp_path / "lstm.pt"
+    torch.save(lstm.state_dict(), path)
+    assert cli.main(["diagnose", "--torch", str(path), "--T", "100", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["prediction"]["source"] == "lyapunov"
+    assert out["prediction"]["regime"] in ("vanishing", "critical", "exploding")
+    assert out["measurement"]["T"] == 100
