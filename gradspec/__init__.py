@@ -3,6 +3,7 @@
 from . import cells as cells
 from . import init as init
 from . import interop as interop
+from . import sweep as sweep
 from . import theory as theory
 from .jacobians import default_readout as default_readout
 from .jacobians import gradient_profile as gradient_profile
@@ -24,6 +25,7 @@ __all__ = [
     "cells",
     "init",
     "interop",
+    "sweep",
     "theory",
     "default_readout",
     "gradient_profile",

@@ -128,6 +128,10 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--torch-nonlinearity", choices=("tanh", "relu"), default=None,
                    help="nn.RNN's nonlinearity (a state_dict does not record it; default tanh)")
     d.set_defaults(run=_diagnose)
+
+    from .sweep import add_parser as _add_sweep_parser
+
+    _add_sweep_parser(sub)
     return parser
 
 

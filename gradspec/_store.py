@@ -1,0 +1,435 @@
+r"""The sweep result store: crash-safe, append-only, resumable.
+
+Layout of a store directory::
+
+    store/
+      manifest.json          what the store is for: measurement, version, options, dtype
+      records-p0.jsonl       one JSON line per finished grid point (process 0's shard)
+      records-p1.jsonl       process 1's shard in a multi-process run, ...
+      arrays/<hash>.npz      a point's large arrays, named by the point's hash
+
+Crash safety (a ``SIGKILL`` at any instant loses at most the points in flight and never
+leaves a corrupt or duplicate record):
+
+- ``manifest.json`` and every ``.npz`` are written to a temporary file, fsynced, then
+  moved into place with ``os.replace`` (atomic on POSIX), so a reader sees the old
+  file or the complete new one. A point's ``.npz`` is in place *before* the JSON line
+  that references it is appended; a kill in between leaves an orphan ``.npz`` that
+  the rerun overwrites.
+- Records are appended to a shard opened ``O_APPEND`` with one ``os.write`` of whole
+  lines, then ``fsync``. Only a power cut or a full disk can leave a partial last line;
+  readers ignore such a truncated tail with a warning (its point counts as not done),
+  and the next append cuts it off first.
+- Each process appends only to its own shard, under an exclusive ``flock``: two sweeps
+  writing the same shard at once are refused instead of interleaving duplicates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import math
+import os
+import re
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+FORMAT = "gradspec.sweep/1"
+MANIFEST = "manifest.json"
+ARRAYS = "arrays"
+#: Results with at most this many elements go inline into the JSON line; larger ones
+#: into ``arrays/<hash>.npz``.
+INLINE_MAX = 64
+_SHARD = re.compile(r"^records-p(\d+)\.jsonl$")
+_RECORD_KEYS = ("hash", "measurement", "version", "dtype", "config", "results", "dtypes")
+
+
+class StoreWarning(UserWarning):
+    """A store problem that loses no finished result (a truncated last line)."""
+
+
+# -- canonical JSON and hashes ----------------------------------------------------------
+
+
+def canonical_json(obj: Any) -> str:
+    """Key-sorted, whitespace-free, ASCII JSON: the same text for the same data."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                      allow_nan=False)
+
+
+def identity(measurement: str, version: int, dtype: str, config: Mapping) -> dict:
+    """Everything a point's result depends on; its hash names the point."""
+    return {"measurement": measurement, "version": version, "dtype": dtype,
+            "config": dict(config)}
+
+
+def point_hash(ident: Mapping) -> str:
+    """sha256 (hex) of the canonical JSON of :func:`identity`."""
+    return hashlib.sha256(canonical_json(ident).encode()).hexdigest()
+
+
+# -- encoding results -------------------------------------------------------------------
+
+
+def _nonfinite_to_str(x):
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)  # "nan", "inf", "-inf"; the field's dtype says it is a float
+    if isinstance(x, list):
+        return [_nonfinite_to_str(v) for v in x]
+    return x
+
+
+def _str_to_float(x):
+    if isinstance(x, str):
+        return float(x)
+    if isinstance(x, list):
+        return [_str_to_float(v) for v in x]
+    return x
+
+
+def encode_results(results: Mapping[str, Any]):
+    """Split one point's results into JSON-able ``(inline, dtypes, arrays)``.
+
+    Scalars and arrays of at most :data:`INLINE_MAX` elements go inline (non-finite
+    floats as the strings ``"nan"``, ``"inf"``, ``"-inf"``); ``dtypes`` records every
+    field's dtype name (``"str"`` for text) so decoding restores it exactly; larger
+    arrays come back in ``arrays`` for the ``.npz``.
+    """
+    inline, dtypes, arrays = {}, {}, {}
+    for name in sorted(results):
+        a = np.asarray(results[name])
+        if a.dtype.kind in "US":
+            inline[name], dtypes[name] = a.tolist(), "str"
+        elif a.dtype.kind not in "biuf":
+            raise TypeError(
+                f"result {name!r} must be numeric, boolean or text; got dtype {a.dtype}."
+            )
+        elif a.size > INLINE_MAX:
+            arrays[name], dtypes[name] = a, a.dtype.name
+        else:
+            inline[name], dtypes[name] = _nonfinite_to_str(a.tolist()), a.dtype.name
+    return inline, dtypes, arrays
+
+
+def decode_value(value, dtype: str):
+    """Inverse of the inline encoding: Python scalars for scalars, NumPy arrays else."""
+    if dtype == "str":
+        return value if isinstance(value, str) else np.asarray(value)
+    a = np.asarray(_str_to_float(value), dtype=np.dtype(dtype))
+    return a.item() if a.ndim == 0 else a
+
+
+# -- atomic files -----------------------------------------------------------------------
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _atomic_write(path: Path, write) -> None:
+    """``write(file)`` into a temporary sibling, fsync, then ``os.replace`` onto path."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def npz_relpath(h: str) -> str:
+    return f"{ARRAYS}/{h}.npz"
+
+
+def write_npz(root: Path, h: str, arrays: Mapping[str, np.ndarray]) -> str:
+    """Atomically write a point's arrays; returns the path relative to the store."""
+    rel = npz_relpath(h)
+    _atomic_write(root / rel, lambda f: np.savez(f, **arrays))
+    return rel
+
+
+def read_npz(root: Path, record: Mapping) -> dict:
+    path = root / record["npz"]
+    if not path.exists():
+        raise FileNotFoundError(missing_npz_message(root, record))
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def missing_npz_message(root: Path, record: Mapping) -> str:
+    return (
+        f"store {str(root)!r}: the record of point {record['hash'][:12]} "
+        f"(config {canonical_json(record['config'])}) references {record['npz']!r}, "
+        "which is missing: the store is damaged (a file was deleted or not copied). "
+        "Refusing to reuse that record; run `gradspec.sweep.repair(store)` (or "
+        "`gradspec sweep CONFIG --repair`) to drop it so the next run recomputes it."
+    )
+
+
+# -- manifest ---------------------------------------------------------------------------
+
+
+def read_manifest(root: Path) -> dict | None:
+    path = root / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"store {str(root)!r}: {MANIFEST} is not valid JSON ({err}).") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        got = manifest.get("format") if isinstance(manifest, dict) else manifest
+        raise ValueError(
+            f"store {str(root)!r}: {MANIFEST} is not a gradspec sweep manifest "
+            f"(expected format {FORMAT!r}, got {got!r})."
+        )
+    return manifest
+
+
+def open_manifest(root: Path, wanted: Mapping) -> dict:
+    """Create the store with ``wanted`` as its manifest, or check that the existing
+    manifest matches it (same measurement, version, options and dtype)."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / ARRAYS).mkdir(exist_ok=True)
+    manifest = read_manifest(root)
+    if manifest is None:
+        manifest = {"format": FORMAT, **wanted}
+        text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+        _atomic_write(root / MANIFEST, lambda f: f.write(text.encode()))
+        _fsync_dir(root)
+        return manifest
+    diffs = [
+        f"{key}: store has {canonical_json(manifest.get(key))}, this sweep has "
+        f"{canonical_json(wanted[key])}"
+        for key in ("measurement", "version", "options", "dtype")
+        if canonical_json(manifest.get(key)) != canonical_json(wanted[key])
+    ]
+    if diffs:
+        raise ValueError(
+            f"store {str(root)!r} was created for a different sweep ({'; '.join(diffs)}). "
+            "Its records would not be results of this configuration; use another store "
+            "path (one store holds one measurement with one set of options; grid axes "
+            "may change between runs)."
+        )
+    return manifest
+
+
+# -- reading records --------------------------------------------------------------------
+
+
+def shard_paths(root: Path) -> list[Path]:
+    found = [(int(m.group(1)), p) for p in root.glob("records-p*.jsonl")
+             if (m := _SHARD.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def shard_path(root: Path, process_index: int) -> Path:
+    return root / f"records-p{process_index}.jsonl"
+
+
+def _split_lines(data: bytes):
+    """Complete lines (with their 1-based numbers) and the truncated tail (or b'')."""
+    parts = data.split(b"\n")
+    tail = parts.pop()  # b"" when data ends with a newline
+    return list(enumerate(parts, 1)), tail
+
+
+def check_record(root: Path, path: Path, lineno: int, record: Any,
+                 manifest: Mapping | None) -> dict:
+    where = f"store {str(root)!r}: {path.name} line {lineno}"
+    if not isinstance(record, dict) or any(k not in record for k in _RECORD_KEYS):
+        raise ValueError(
+            f"{where} is not a sweep record (expected keys {list(_RECORD_KEYS)}). "
+            "Run `gradspec.sweep.repair(store)` to drop it."
+        )
+    ident = identity(record["measurement"], record["version"], record["dtype"], record["config"])
+    if point_hash(ident) != record["hash"]:
+        raise ValueError(
+            f"{where}: the record's config does not match its hash {record['hash'][:12]} "
+            "(the config was edited after the point ran, or the record is corrupt). "
+            "Refusing to reuse it; run `gradspec.sweep.repair(store)` to drop it."
+        )
+    if manifest is not None:
+        for key in ("measurement", "version", "dtype"):
+            if record[key] != manifest.get(key):
+                raise ValueError(
+                    f"{where}: record has {key} {record[key]!r} but the store's manifest "
+                    f"says {manifest.get(key)!r}; the store mixes sweeps."
+                )
+    return record
+
+
+def read_records(root: Path, *, manifest: Mapping | None = None, warn: bool = True,
+                 quiet_shards: Iterable[Path] = ()) -> list[dict]:
+    """Every valid record of every shard, in shard then line order.
+
+    A line that ends without a newline (an interrupted write) is ignored with a
+    :class:`StoreWarning` (none for ``quiet_shards``, which another live process may
+    be writing right now). A complete line that is not a valid record raises
+    ``ValueError`` naming the file and line.
+    """
+    quiet = {Path(p) for p in quiet_shards}
+    records = []
+    for path in shard_paths(root):
+        lines, tail = _split_lines(path.read_bytes())
+        for lineno, line in lines:
+            try:
+                record = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                raise ValueError(
+                    f"store {str(root)!r}: {path.name} line {lineno} is corrupt ({err}): "
+                    f"{line[:80]!r}. It was not written by an interrupted sweep (those "
+                    "only truncate the last line); refusing to guess. Run "
+                    "`gradspec.sweep.repair(store)` to drop corrupt lines (their points "
+                    "are recomputed)."
+                ) from None
+            records.append(check_record(root, path, lineno, record, manifest))
+        if tail and warn and path not in quiet:
+            warnings.warn(
+                f"store {str(root)!r}: {path.name} ends with a truncated record "
+                f"({len(tail)} bytes, line {len(lines) + 1}) from an interrupted write; "
+                "ignored: its point counts as not done, and the next append to this "
+                "shard cuts the tail off.",
+                StoreWarning,
+                stacklevel=3,
+            )
+    return records
+
+
+def index_records(records: list[dict], *, warn: bool = True) -> dict[str, dict]:
+    """``{hash: record}``, keeping the first of any duplicates (with a warning)."""
+    done, dupes = {}, 0
+    for record in records:
+        if record["hash"] in done:
+            dupes += 1
+            continue
+        done[record["hash"]] = record
+    if dupes and warn:
+        warnings.warn(f"{dupes} duplicate record(s) ignored (first kept); "
+                      "`gradspec.sweep.repair(store)` removes them.", StoreWarning, stacklevel=3)
+    return done
+
+
+# -- appending --------------------------------------------------------------------------
+
+
+class ShardWriter:
+    """Appends whole JSON lines to one process's shard, fsynced, under an exclusive
+    lock. The truncated tail an interrupted write may have left is cut off before the
+    first append."""
+
+    def __init__(self, root: Path, process_index: int):
+        self.root, self.path = root, shard_path(root, process_index)
+        created = not self.path.exists()
+        self.fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            raise RuntimeError(
+                f"store {str(root)!r}: {self.path.name} is locked by another running "
+                "sweep; two sweeps may not write the same shard (wait for it, or give "
+                "each process its own process_index)."
+            ) from None
+        if created:
+            _fsync_dir(root)
+        self._tail_checked = False
+
+    def _cut_truncated_tail(self) -> None:
+        size = os.fstat(self.fd).st_size
+        if size == 0:
+            return
+        with open(self.path, "rb") as f:
+            # Scan back for the last newline; the bytes after it are a partial line.
+            block, end = 1 << 16, size
+            while end > 0:
+                start = max(0, end - block)
+                f.seek(start)
+                chunk = f.read(end - start)
+                pos = chunk.rfind(b"\n")
+                if pos >= 0:
+                    keep = start + pos + 1
+                    break
+                end = start
+            else:
+                keep = 0
+        if keep < size:
+            os.ftruncate(self.fd, keep)
+            os.fsync(self.fd)
+            warnings.warn(
+                f"store {str(self.root)!r}: cut a truncated last line ({size - keep} "
+                f"bytes) off {self.path.name} before appending.", StoreWarning, stacklevel=3)
+
+    def append(self, records: list[dict]) -> None:
+        if not records:
+            return
+        if not self._tail_checked:
+            self._cut_truncated_tail()
+            self._tail_checked = True
+        data = "".join(canonical_json(r) + "\n" for r in records).encode()
+        view = memoryview(data)
+        while view:  # one write in practice; loop in case the kernel takes less
+            view = view[os.write(self.fd, view):]
+        os.fsync(self.fd)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)  # releases the lock
+            self.fd = -1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# -- repair -----------------------------------------------------------------------------
+
+
+def repair(root: Path) -> dict:
+    """Rewrite every shard keeping only valid, unique records whose ``.npz`` exists;
+    remove temporary files. Returns counts of what was dropped. Run it while no sweep
+    writes the store (it takes each shard's lock and refuses otherwise)."""
+    root = Path(root)
+    manifest = read_manifest(root)
+    dropped = {"truncated": 0, "corrupt": 0, "missing_npz": 0, "duplicate": 0}
+    seen = set()
+    for path in shard_paths(root):
+        lines, tail = _split_lines(path.read_bytes())
+        dropped["truncated"] += bool(tail)
+        keep = []
+        for lineno, line in lines:
+            try:
+                record = check_record(root, path, lineno, json.loads(line), manifest)
+            except (ValueError, UnicodeDecodeError):
+                dropped["corrupt"] += 1
+                continue
+            if record.get("npz") and not (root / record["npz"]).exists():
+                dropped["missing_npz"] += 1
+                continue
+            if record["hash"] in seen:
+                dropped["duplicate"] += 1
+                continue
+            seen.add(record["hash"])
+            keep.append(line + b"\n")
+        if len(keep) != len(lines) or tail:
+            m = _SHARD.match(path.name)
+            with ShardWriter(root, int(m.group(1))):  # holds the lock while rewriting
+                _atomic_write(path, lambda f: f.write(b"".join(keep)))
+                _fsync_dir(root)
+    for tmp in list(root.glob(".*.tmp")) + list((root / ARRAYS).glob(".*.tmp")):
+        tmp.unlink()
+    return dropped

@@ -1,0 +1,800 @@
+r"""Sweeps: a measurement over a grid of configs, vmapped, sharded and resumable.
+
+:func:`sweep` evaluates a *measurement* (a pure JAX function of one grid point, see
+:class:`Measurement` and :func:`register`) at every point of the Cartesian product of
+the grid's axes:
+
+- **Batched.** Points that share their static options (hence their array shapes) form
+  a group; a group runs in chunks, each chunk one call of
+  ``jit(shard_map(vmap(point_fn)))`` over a 1-D mesh of the local devices (axis
+  ``"points"``): every device evaluates its slice of the chunk with ``vmap``, with no
+  communication. The only Python loops are over groups and chunks.
+- **Random.** Each point's PRNG key is derived inside the traced function from its
+  seed (the ``seed`` input, 0 if the measurement has none) and its hash:
+  ``key = jax.random.fold_in(jax.random.key(seed), int(point_hash[:8], 16))``.
+  A result depends only on the point, not on the chunking or the device count, up
+  to float rounding: XLA may vectorise a per-device batch of 8 differently from one of
+  1 (float32 results then differ by about 1e-7 relative).
+- **Resumable.** With ``store=path`` every finished point is appended to a crash-safe
+  store (:mod:`gradspec._store`): JSON lines with the config, its sha256 hash, the
+  scalar results and the gradspec/jax versions and devices, big arrays in
+  ``arrays/<hash>.npz``. A rerun skips the points already there; a ``SIGKILL`` loses
+  at most the chunk in flight.
+- **Multi-host.** After ``jax.distributed.initialize(...)`` every process runs the same
+  :func:`sweep` call; process i takes the points ``i, i + P, i + 2P, ...`` (P processes,
+  grid order), evaluates them on its own local devices and appends to its own shard
+  ``records-p{i}.jsonl`` of the shared store (a shared file system). The work needs
+  no cross-process collectives, so a host that dies loses only its chunk in flight
+  (the others then fail at the final barrier; rerun with the same store to finish).
+  The barrier (``multihost_utils.sync_global_devices``) lets every process return
+  the whole grid.
+  On CPU this works in jax 0.10 (collectives go through gloo; tested with two
+  processes on one machine)::
+
+      import jax, gradspec.sweep as gs
+      jax.distributed.initialize()  # or coordinator_address=, num_processes=, process_id=
+      gs.sweep("lyapunov", grid, options={"N": 256}, store="/shared/runs/lyapunov")
+
+  or ``gradspec sweep config.toml --distributed`` (cluster auto-detection) /
+  ``--coordinator HOST:PORT --num-processes P --process-id I``. Without a shared file
+  system give each host its own store path and copy the ``records-p*.jsonl`` shards
+  and ``arrays/`` into one directory afterwards (their names do not collide). Without
+  ``jax.distributed``, ``process_index=``/``process_count=`` split a grid over
+  independent jobs the same way (no barrier).
+
+Results load back as plain data: :func:`load` gives a list of dicts, :func:`table` a
+dict of NumPy columns, :func:`to_grid` an array on the grid for phase diagrams.
+
+Built-in measurements: ``"mean_field"`` (:func:`gradspec.theory.mean_field`, vmapped
+over ``sigma_w``, ``sigma_b``, ``sigma_x``), ``"lyapunov"`` and ``"gradient_profile"``
+(a random vanilla RNN per point, :func:`random_rnn`; ``sigma_w``, ``sigma_b`` and
+``seed`` traced, ``sigma_x`` static so that the default 0 skips the input product),
+and ``"train"``
+(:func:`gradspec.train.train`, one Python-level call per point: it already vmaps over
+its ``seeds``, and its configs differ in static fields).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Mapping, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from . import _store
+from ._measurements import (
+    Measurement,
+    as_measurement,
+    get_measurement,
+    jax_dtype_of,
+    measurements,
+    random_rnn,
+    register,
+)
+from ._store import StoreWarning, canonical_json, point_hash
+from ._store import repair as _repair
+from ._tables import GridTable, table, to_grid
+
+__all__ = [
+    "Measurement",
+    "register",
+    "get_measurement",
+    "measurements",
+    "random_rnn",
+    "point_key",
+    "SweepResult",
+    "sweep",
+    "load",
+    "table",
+    "GridTable",
+    "to_grid",
+    "repair",
+    "StoreWarning",
+    "SweepSpec",
+    "read_config",
+    "add_parser",
+    "cli_main",
+]
+
+_AXIS = "points"
+
+
+# -- grid -----------------------------------------------------------------------------------
+
+
+def axis_values(spec: Any, name: str = "axis") -> list:
+    """The values of one grid axis from a list or a generator table.
+
+    ``spec`` is a list of values, or a dict with one of ``linspace = [start, stop, num]``,
+    ``logspace = [start, stop, num]`` (powers of 10, as ``numpy.logspace``),
+    ``range = [start, stop, step]`` (integers) or ``values = [...]``, plus optionally
+    ``every = k`` to keep every k-th value (a coarser subgrid whose points coincide
+    with the fine grid's).
+
+    Examples:
+        >>> axis_values({"linspace": [0.0, 3.0, 7], "every": 3})
+        [0.0, 1.5, 3.0]
+    """
+    if isinstance(spec, Mapping):
+        spec = dict(spec)
+        every = spec.pop("every", 1)
+        kinds = sorted(set(spec) & {"linspace", "logspace", "range", "values"})
+        extra = sorted(set(spec) - {"linspace", "logspace", "range", "values"})
+        if len(kinds) != 1 or extra:
+            raise ValueError(
+                f"grid axis {name!r} must be a list or a table with exactly one of "
+                f"linspace, logspace, range, values (plus optional every); got {spec}."
+            )
+        kind, arg = kinds[0], spec[kinds[0]]
+        if kind == "values":
+            values = list(arg)
+        else:
+            if not isinstance(arg, (list, tuple)) or len(arg) != 3:
+                raise ValueError(f"grid axis {name!r}: `{kind}` must be [start, stop, "
+                                 f"{'step' if kind == 'range' else 'num'}]; got {arg!r}.")
+            if kind == "range":
+                values = list(range(*(int(a) for a in arg)))
+            else:
+                fn = np.linspace if kind == "linspace" else np.logspace
+                values = [float(v) for v in fn(float(arg[0]), float(arg[1]), int(arg[2]))]
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"grid axis {name!r}: `every` must be an int >= 1; got {every!r}.")
+        values = values[::every]
+    elif isinstance(spec, (list, tuple, np.ndarray)):
+        values = list(np.asarray(spec).tolist()) if isinstance(spec, np.ndarray) else list(spec)
+    else:
+        raise ValueError(f"grid axis {name!r} must be a list of values (put a fixed value "
+                         f"in `options`); got {spec!r}.")
+    if not values:
+        raise ValueError(f"grid axis {name!r} has no values.")
+    return values
+
+
+def _plain(value, where: str):
+    """A JSON-able Python value (NumPy scalars unwrapped, tuples as lists)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, where) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v, where) for k, v in value.items()}
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{where} must be finite; got {value!r}.")
+        return value
+    raise TypeError(f"{where} must be a JSON value (str, number, bool, None, list, dict); "
+                    f"got {type(value).__name__}.")
+
+
+def _coerce(m: Measurement, name: str, value, where: str):
+    """Cast an input to its declared type, so 1 and 1.0 are one point."""
+    value = _plain(value, where)
+    if name not in m.params:
+        default = m.static.get(name)
+        if (isinstance(default, float) and isinstance(value, int)
+                and not isinstance(value, bool)):
+            return float(value)  # a float option given as an int (TOML `sigma_x = 0`)
+        return value
+    default = m.params[name]
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise TypeError(f"{where} must be a bool; got {value!r}.")
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{where} must be a number; got {value!r}.")
+    if isinstance(default, int):
+        if float(value) != int(value):
+            raise ValueError(f"{where} must be an integer; got {value!r}.")
+        return int(value)
+    return float(value)
+
+
+class _Plan(NamedTuple):
+    measurement: Measurement
+    axes: dict  # name -> list of values, grid order
+    options: dict  # the user's options, JSON-normalised
+    dtype: str  # float dtype name of traced floats
+    configs: list  # full config per point, grid order
+    hashes: list  # sha256 per point
+
+
+def _plan(measurement, grid, options) -> _Plan:
+    if not isinstance(grid, Mapping) or not grid:
+        raise ValueError(f"`grid` must be a non-empty dict of axis name -> values; got {grid!r}.")
+    options = dict(options or {})
+    axes = {str(name): axis_values(spec, name) for name, spec in grid.items()}
+    m = as_measurement(measurement, axes, options)
+    both = sorted(set(axes) & set(options))
+    if both:
+        raise ValueError(f"{both} given both as grid axes and as options; pick one.")
+    if m.normalize is None:
+        known = set(m.params) | set(m.static)
+        for kind, names in (("grid axis", axes), ("option", options)):
+            for name in names:
+                if name not in known:
+                    raise ValueError(
+                        f"{kind} {name!r} is not an input of measurement {m.name!r}; "
+                        f"its inputs are {sorted(m.params)} (traced) and "
+                        f"{sorted(m.static)} (static)."
+                    )
+    options = {k: _coerce(m, k, v, f"option `{k}`") for k, v in options.items()}
+    dtype = jnp.zeros(()).dtype.name
+    base = {**m.params, **m.static, **options}
+    names = list(axes)
+    configs, hashes = [], []
+    for combo in itertools.product(*(axes[n] for n in names)):
+        config = dict(base)
+        for n, v in zip(names, combo):
+            config[n] = _coerce(m, n, v, f"grid axis `{n}` value")
+        if m.normalize is not None:
+            config = _plain(m.normalize(config), "normalized config")
+        if m.check is not None:
+            m.check(config)
+        configs.append(config)
+        hashes.append(point_hash(_store.identity(m.name, m.version, dtype, config)))
+    if len(set(hashes)) != len(hashes):
+        dupes = [n for n in names
+                 if len({canonical_json(_coerce(m, n, v, n)) for v in axes[n]}) < len(axes[n])]
+        raise ValueError(f"the grid has repeated points: axes {dupes or names} contain "
+                         "duplicate values (1 and 1.0 count as the same value).")
+    return _Plan(m, axes, options, dtype, configs, hashes)
+
+
+def point_key(seed: int, point_hash_hex: str) -> jax.Array:
+    """The PRNG key a sweep gives the point with hash ``point_hash_hex`` (what the
+    traced function computes): ``fold_in(key(seed), int(hash[:8], 16))``."""
+    return jax.random.fold_in(jax.random.key(seed), np.uint32(int(point_hash_hex[:8], 16)))
+
+
+# -- execution ------------------------------------------------------------------------------
+
+_COMPILED: dict = {}
+
+
+def _check_devices(devices) -> list:
+    if devices is None:
+        return list(jax.local_devices())
+    devices = list(devices)
+    if not devices or not all(isinstance(d, jax.Device) for d in devices):
+        raise TypeError(f"`devices` must be a non-empty list of jax devices; got {devices!r}.")
+    if len({d.id for d in devices}) != len(devices):
+        raise ValueError(f"`devices` has repeats: {devices}.")
+    here = jax.process_index()
+    remote = [d for d in devices if d.process_index != here]
+    if remote:
+        raise ValueError(f"`devices` must be local to this process (jax.local_devices()); "
+                         f"got {remote}. Each process of a multi-host sweep uses its own.")
+    return devices
+
+
+def _compiled(m: Measurement, static_json: str, traced: tuple, devices: list):
+    """jit(shard_map(vmap(point_fn))) for one group, cached across calls."""
+    key = (m.fn, m.name, m.version, static_json, traced, tuple(d.id for d in devices))
+    if key not in _COMPILED:
+        static = json.loads(static_json)
+        fn = m.fn
+
+        def one(values, seed, word):
+            # The documented key derivation (see point_key), inside the traced function.
+            point_key_ = jax.random.fold_in(jax.random.key(seed), word)
+            out = fn(dict(values), point_key_, **static)
+            if not isinstance(out, Mapping):
+                raise TypeError(f"measurement {m.name!r} must return a dict of arrays; "
+                                f"got {type(out).__name__}.")
+            return {str(k): jnp.asarray(v) for k, v in out.items()}
+
+        mesh = Mesh(np.asarray(devices), (_AXIS,))
+        spec = PartitionSpec(_AXIS)
+        # check_vma=False: the points are independent and nothing is communicated, so
+        # a user's function need not annotate which values vary across devices (a
+        # constant scan carry, e.g. an identity start frame, would otherwise fail).
+        batched = jax.shard_map(jax.vmap(one), mesh=mesh, in_specs=spec, out_specs=spec,
+                                check_vma=False)
+        _COMPILED[key] = (jax.jit(batched), NamedSharding(mesh, spec))
+    return _COMPILED[key]
+
+
+def _run_chunk(m, plan, idx: list, length: int, traced: tuple, compiled, sharding) -> dict:
+    """Evaluate the points ``idx`` as one chunk padded (with its last point) to length."""
+    padded = idx + [idx[-1]] * (length - len(idx))
+    configs = [plan.configs[i] for i in padded]
+    values = {
+        name: np.asarray([c[name] for c in configs],
+                         jax_dtype_of(m.params[name], plan.dtype))
+        for name in traced
+    }
+    seeds = np.asarray([c.get("seed", 0) for c in configs], np.int32)
+    words = np.asarray([int(plan.hashes[i][:8], 16) for i in padded], np.uint32)
+    out = compiled(*jax.device_put((values, seeds, words), sharding))
+    return {k: np.asarray(v)[: len(idx)] for k, v in out.items()}
+
+
+def _meta(devices, process_index, process_count, seconds) -> dict:
+    gradspec = sys.modules.get("gradspec")
+    return {
+        "gradspec": getattr(gradspec, "__version__", "unknown"),
+        "jax": jax.__version__,
+        "platform": devices[0].platform if devices else "cpu",
+        "device_kind": devices[0].device_kind if devices else "cpu",
+        "devices": len(devices),
+        "process_index": process_index,
+        "process_count": process_count,
+        "seconds": seconds,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _progress_bar(progress, total: int, desc: str):
+    """A tqdm bar when tqdm is importable and (by default) stderr is a terminal."""
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if not progress or total == 0:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=desc, unit="pt", file=sys.stderr)
+
+
+def _decode(raw: Mapping, arrays: Mapping | None) -> dict:
+    """A user-facing record: results decoded to Python scalars / NumPy arrays."""
+    results = {k: _store.decode_value(v, raw["dtypes"][k]) for k, v in raw["results"].items()}
+    if arrays:
+        results.update(arrays)
+    out = {k: raw[k] for k in ("hash", "measurement", "version", "dtype", "config")}
+    out["results"] = results
+    out["npz"] = raw.get("npz")
+    out["meta"] = raw.get("meta", {})
+    return out
+
+
+class SweepResult(NamedTuple):
+    """What :func:`sweep` returns."""
+
+    records: list  # one dict per grid point done (see load), grid order
+    computed: int  # points this call evaluated (this process)
+    skipped: int  # points of this process's share found already done in the store
+    seconds: float  # wall time of this call
+    store: str | None  # the store directory, if any
+
+
+def sweep(
+    measurement,
+    grid: Mapping[str, Any],
+    *,
+    options: Mapping[str, Any] | None = None,
+    store: str | Path | None = None,
+    devices: Sequence[jax.Device] | None = None,
+    chunk_size: int | None = None,
+    progress: bool | None = None,
+    process_index: int | None = None,
+    process_count: int | None = None,
+) -> SweepResult:
+    r"""Evaluate ``measurement`` at every point of ``grid`` (Cartesian product).
+
+    Each point's config is the measurement's defaults, overridden by ``options``, then
+    by the point's axis values; its hash is the sha256 of the canonical JSON of
+    ``{measurement, version, dtype, config}``. Points are grouped by their static
+    options; each group runs in chunks of ``chunk_size`` points (rounded up to a
+    multiple of the device count, the last one padded), one
+    ``jit(shard_map(vmap(...)))`` call per chunk over ``devices``. An unbatched
+    measurement (``"train"``) is called once per point instead.
+
+    Args:
+        measurement: a registered name (:func:`measurements`), a :class:`Measurement`,
+            or a batched function ``fn(values, key, **options) -> dict`` (its numeric
+            axes traced, the rest static).
+        grid: axis name -> list of values, or a generator table (:func:`axis_values`).
+            The first axis varies slowest.
+        options: fixed inputs (static or traced) for every point.
+        store: directory of a resumable store; ``None`` keeps results in memory only.
+            A store holds one measurement with one set of options and one dtype
+            (``ValueError`` otherwise); its grid may grow between runs.
+        devices: local devices to shard each chunk over; all of
+            ``jax.local_devices()`` by default.
+        chunk_size: points per compiled call (and the most a kill can lose); memory
+            grows linearly with it. Default: the measurement's ``chunk_size`` (points
+            per device) times the device count, sized for CPUs; raise it on GPUs.
+        progress: tqdm bar over points (``None``: when tqdm is installed and stderr is
+            a terminal).
+        process_index, process_count: this process's share of the grid; default
+            ``jax.process_index()`` / ``jax.process_count()``. Pass them to split a grid
+            over independent jobs without ``jax.distributed`` (no barrier then).
+
+    Returns:
+        A :class:`SweepResult`; ``records`` holds every grid point that is done (with a
+        store: after the barrier, the whole grid of all processes; without: this
+        process's share), each as in :func:`load`.
+
+    Raises:
+        ValueError: unknown axis/option names, bad values (the measurement's check),
+            duplicate grid points, a store made for another sweep, a corrupt record.
+        FileNotFoundError: a finished point's ``.npz`` is missing from the store.
+        RuntimeError: another sweep is writing this process's shard of the store.
+
+    Examples:
+        >>> import gradspec.sweep as gs
+        >>> res = gs.sweep("mean_field", {"sigma_w": [0.5, 1.0, 1.5]})
+        >>> [round(r["results"]["chi"], 4) for r in res.records]
+        [0.25, 1.0, 1.1393]
+    """
+    start = time.perf_counter()
+    plan = _plan(measurement, grid, options)
+    m = plan.measurement
+    if chunk_size is not None and (isinstance(chunk_size, bool)
+                                   or not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ValueError(f"`chunk_size` must be an int >= 1; got {chunk_size!r}.")
+    distributed = process_index is None and process_count is None
+    process_index = jax.process_index() if process_index is None else process_index
+    process_count = jax.process_count() if process_count is None else process_count
+    if not (isinstance(process_count, int) and process_count >= 1
+            and isinstance(process_index, int) and 0 <= process_index < process_count):
+        raise ValueError(f"`process_index` must be in [0, process_count); got "
+                         f"{process_index!r} of {process_count!r}.")
+    devices = _check_devices(devices) if m.batched else list(jax.local_devices())[:1]
+    if chunk_size is None:
+        chunk_size = m.chunk_size * len(devices)
+    owned = list(range(process_index, len(plan.configs), process_count))
+
+    root = writer = None
+    done: dict = {}
+    if store is not None:
+        root = Path(store)
+        manifest = _store.open_manifest(root, {
+            "measurement": m.name, "version": m.version, "options": plan.options,
+            "dtype": plan.dtype,
+        })
+        others = [p for p in _store.shard_paths(root)
+                  if p != _store.shard_path(root, process_index)]
+        done = _store.index_records(
+            _store.read_records(root, manifest=manifest, quiet_shards=others))
+    todo, skipped = [], 0
+    for i in owned:
+        raw = done.get(plan.hashes[i])
+        if raw is None:
+            todo.append(i)
+            continue
+        if canonical_json(raw["config"]) != canonical_json(plan.configs[i]):
+            raise ValueError(
+                f"store {str(root)!r}: point {plan.hashes[i][:12]} is recorded with config "
+                f"{canonical_json(raw['config'])} but this sweep's point is "
+                f"{canonical_json(plan.configs[i])}; refusing to reuse it."
+            )
+        if raw.get("npz") and not (root / raw["npz"]).exists():
+            raise FileNotFoundError(_store.missing_npz_message(root, raw))
+        skipped += 1
+
+    fresh: dict = {}  # hash -> user record, for store=None
+    chunks = _chunks(m, plan, todo, len(devices), chunk_size)
+    bar = _progress_bar(progress, len(todo), m.name)
+    try:
+        if todo and root is not None:
+            writer = _store.ShardWriter(root, process_index)
+        evaluated = _evaluate(m, plan, chunks, devices)
+        for n_chunk, (idx_chunk, results, seconds) in enumerate(evaluated, 1):
+            records, arrays_of = [], {}
+            for j, i in enumerate(idx_chunk):
+                inline, dtypes, arrays = _store.encode_results(
+                    {k: v[j] for k, v in results.items()})
+                h = plan.hashes[i]
+                raw = {
+                    "hash": h, "measurement": m.name, "version": m.version,
+                    "dtype": plan.dtype, "config": plan.configs[i], "results": inline,
+                    "dtypes": dtypes, "npz": None,
+                    "meta": _meta(devices, process_index, process_count,
+                                  seconds / len(idx_chunk)),
+                }
+                if arrays and root is not None:
+                    # The .npz is in place before the line that references it.
+                    raw["npz"] = _store.write_npz(root, h, arrays)
+                records.append(raw)
+                arrays_of[h] = arrays
+            if writer is not None:
+                if any(r["npz"] for r in records):
+                    _store._fsync_dir(root / _store.ARRAYS)
+                writer.append(records)
+            else:
+                fresh.update({r["hash"]: _decode(r, arrays_of[r["hash"]]) for r in records})
+            if bar is not None:
+                bar.set_postfix_str(f"chunk {n_chunk}/{len(chunks)}", refresh=False)
+                bar.update(len(idx_chunk))
+    finally:
+        if writer is not None:
+            writer.close()
+        if bar is not None:
+            bar.close()
+
+    if distributed and process_count > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(f"gradspec.sweep:{plan.hashes[0]}")
+    if root is not None:
+        final = _store.index_records(_store.read_records(root, warn=False), warn=False)
+        records = []
+        for h in plan.hashes:
+            if h in final:
+                raw = final[h]
+                arrays = _store.read_npz(root, raw) if raw.get("npz") else None
+                records.append(_decode(raw, arrays))
+    else:
+        records = [fresh[plan.hashes[i]] for i in owned if plan.hashes[i] in fresh]
+    computed = len(todo)
+    return SweepResult(records, computed, skipped, time.perf_counter() - start,
+                       None if root is None else str(root))
+
+
+def _chunks(m: Measurement, plan: _Plan, todo: list, ndev: int, chunk_size: int) -> list:
+    """``(static_json, point indices, padded length)`` per chunk, group by group."""
+    if not m.batched:
+        return [(None, [i], 1) for i in todo]  # one Python-level call per point
+    groups: dict = {}
+    for i in todo:
+        static = {k: v for k, v in plan.configs[i].items() if k not in m.params}
+        groups.setdefault(canonical_json(static), []).append(i)
+    chunks = []
+    for static_json, members in groups.items():
+        # One shape per group: chunk_size rounded up to the devices, or less for a
+        # small group; the last chunk is padded with its last point.
+        length = min(_round_up(chunk_size, ndev), _round_up(len(members), ndev))
+        chunks += [(static_json, members[lo : lo + length], length)
+                   for lo in range(0, len(members), length)]
+    return chunks
+
+
+def _evaluate(m: Measurement, plan: _Plan, chunks: list, devices: list):
+    """Yield ``(point indices, results dict of (n, ...) arrays, seconds)`` per chunk."""
+    traced = tuple(sorted(m.params))
+    for static_json, idx, length in chunks:
+        t0 = time.perf_counter()
+        if m.batched:
+            compiled, sharding = _compiled(m, static_json, traced, devices)
+            results = _run_chunk(m, plan, idx, length, traced, compiled, sharding)
+        else:
+            out = m.fn(dict(plan.configs[idx[0]]))
+            results = {k: np.asarray(v)[None] for k, v in out.items()}
+        yield idx, results, time.perf_counter() - t0
+
+
+def _round_up(n: int, k: int) -> int:
+    return -(-n // k) * k
+
+
+# -- loading results ------------------------------------------------------------------------
+
+
+def load(store: str | Path, *, arrays: bool = True) -> list[dict]:
+    """Every record of a store, in the order written (shard by shard).
+
+    Each record is a dict: ``hash``, ``measurement``, ``version``, ``dtype``,
+    ``config`` (the point's full config), ``results`` (scalars as Python numbers,
+    small arrays inline and large ones from the ``.npz`` as NumPy arrays in their
+    original dtype), ``npz`` (its path in the store, or None) and ``meta`` (gradspec
+    and jax versions, devices, process, seconds per point, time).
+
+    Args:
+        store: the store directory.
+        arrays: also read the ``.npz`` arrays (False: only the JSON results).
+
+    Raises:
+        ValueError: not a store; a corrupt line or a record that does not match its
+            hash. A truncated last line (interrupted write) only warns.
+        FileNotFoundError: a record's ``.npz`` is missing.
+    """
+    root = Path(store)
+    manifest = _store.read_manifest(root) if root.is_dir() else None
+    if manifest is None:
+        raise ValueError(f"`store` {str(root)!r} is not a sweep store (no "
+                         f"{_store.MANIFEST}).")
+    raws = _store.index_records(_store.read_records(root, manifest=manifest))
+    return [_decode(r, _store.read_npz(root, r) if arrays and r.get("npz") else None)
+            for r in raws.values()]
+
+
+def repair(store: str | Path) -> dict:
+    """Drop what a rerun should recompute: truncated or corrupt lines, records whose
+    ``.npz`` is missing, duplicates; remove stale temporary files. Returns the counts
+    ``{"truncated", "corrupt", "missing_npz", "duplicate"}``. Not while a sweep writes."""
+    root = Path(store)
+    if _store.read_manifest(root) is None:
+        raise ValueError(f"`store` {str(root)!r} is not a sweep store.")
+    return _repair(root)
+
+
+# -- TOML configs and the command line -------------------------------------------------------
+
+
+class SweepSpec(NamedTuple):
+    """One sweep of a TOML config, ready for ``sweep(**spec._asdict())`` minus name."""
+
+    name: str  # the [sweeps.NAME] table, or "sweep" for a single-sweep file
+    measurement: str
+    grid: dict
+    options: dict
+    store: str
+    chunk_size: int | None  # None: the measurement's default
+
+
+_TOP_KEYS = {"store", "chunk_size", "measurement", "grid", "options", "sweeps"}
+_SWEEP_KEYS = {"measurement", "grid", "options", "chunk_size"}
+
+
+def read_config(path: str | Path, *, store: str | None = None,
+                chunk_size: int | None = None) -> list[SweepSpec]:
+    """Read a sweep TOML file (see ``examples/phase_diagram.toml``).
+
+    Single sweep: top-level ``measurement``, ``[grid]``, ``[options]``, ``store``,
+    ``chunk_size``. Several: a top-level ``store`` (a directory; sweep NAME writes to
+    ``store/NAME``), an optional default ``chunk_size``, and one ``[sweeps.NAME]``
+    table each with ``measurement``, ``grid``, ``options``, ``chunk_size``. Paths are
+    relative to the working directory. ``store``/``chunk_size`` override the file's.
+    """
+    import tomllib
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"sweep config {str(path)!r} does not exist.") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"sweep config {str(path)!r} is not valid TOML: {err}") from None
+    where = f"sweep config {str(path)!r}"
+    unknown = sorted(set(data) - _TOP_KEYS)
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {unknown}; expected {sorted(_TOP_KEYS)}.")
+    root = store if store is not None else data.get("store")
+    if not isinstance(root, str) or not root:
+        raise ValueError(f"{where}: `store` (a directory path) is required.")
+    default_chunk = chunk_size or data.get("chunk_size")  # None: the measurement's
+    if "sweeps" in data:
+        stray = sorted(set(data) & {"measurement", "grid", "options"})
+        if stray:
+            raise ValueError(f"{where}: {stray} belong inside the [sweeps.NAME] tables "
+                             "when `sweeps` is used.")
+        tables = data["sweeps"]
+        if not isinstance(tables, dict) or not tables:
+            raise ValueError(f"{where}: `sweeps` must hold at least one [sweeps.NAME] table.")
+        items = [(name, t, str(Path(root) / name)) for name, t in tables.items()]
+    else:
+        items = [("sweep", {k: v for k, v in data.items() if k in _SWEEP_KEYS}, root)]
+    specs = []
+    for name, t, store_path in items:
+        if not isinstance(t, dict):
+            raise ValueError(f"{where}: [sweeps.{name}] must be a table.")
+        unknown = sorted(set(t) - _SWEEP_KEYS)
+        if unknown:
+            raise ValueError(f"{where}: [sweeps.{name}] has unknown keys {unknown}; "
+                             f"expected {sorted(_SWEEP_KEYS)}.")
+        if not isinstance(t.get("measurement"), str):
+            raise ValueError(f"{where}: sweep {name!r} needs `measurement` (one of "
+                             f"{sorted(measurements())}).")
+        if not isinstance(t.get("grid"), dict) or not t["grid"]:
+            raise ValueError(f"{where}: sweep {name!r} needs a non-empty [grid] table.")
+        chunk = chunk_size or t.get("chunk_size", default_chunk)
+        specs.append(SweepSpec(name, t["measurement"], dict(t["grid"]),
+                               dict(t.get("options", {})), store_path, chunk))
+    return specs
+
+
+def _has_records(root: Path) -> int:
+    return sum(p.stat().st_size > 0 for p in _store.shard_paths(root)) if root.is_dir() else 0
+
+
+def _run_cli(args) -> int:
+    try:
+        if args.coordinator and (args.num_processes is None or args.process_id is None):
+            raise ValueError("--coordinator needs --num-processes and --process-id.")
+        if args.coordinator or args.distributed:
+            kwargs = {}
+            if args.coordinator:
+                kwargs = {"coordinator_address": args.coordinator,
+                          "num_processes": args.num_processes, "process_id": args.process_id}
+            jax.distributed.initialize(**kwargs)
+        specs = read_config(args.config, store=args.store, chunk_size=args.chunk_size)
+        if args.only:
+            names = {s.name for s in specs}
+            missing = sorted(set(args.only) - names)
+            if missing:
+                raise ValueError(f"--only {missing}: the config has sweeps {sorted(names)}.")
+            specs = [s for s in specs if s.name in args.only]
+        for spec in specs:
+            root = Path(spec.store)
+            if args.repair and root.is_dir():
+                dropped = repair(root)
+                print(f"{spec.name}: repaired {spec.store}: dropped {dropped}")
+            if not args.resume and _has_records(root):
+                raise ValueError(
+                    f"store {spec.store!r} already holds results; pass --resume to "
+                    "continue it (points already done are skipped) or choose another "
+                    "store (--store)."
+                )
+        if jax.process_count() > 1:  # nobody writes before every process has checked
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("gradspec.sweep.cli")
+        summaries = []
+        for spec in specs:
+            res = sweep(spec.measurement, spec.grid, options=spec.options, store=spec.store,
+                        chunk_size=spec.chunk_size, progress=args.progress)
+            n = len(res.records)
+            summaries.append({"name": spec.name, "measurement": spec.measurement,
+                              "store": spec.store, "points": n, "computed": res.computed,
+                              "skipped": res.skipped, "seconds": round(res.seconds, 3)})
+            if not args.json:
+                rate = res.computed / res.seconds if res.seconds > 0 else math.inf
+                tag = (f"[process {jax.process_index()}/{jax.process_count()}] "
+                       if jax.process_count() > 1 else "")
+                print(f"{tag}{spec.name}: {spec.measurement}, {n} points done "
+                      f"({res.computed} computed, {res.skipped} already in the store) in "
+                      f"{res.seconds:.1f} s ({rate:.1f} points/s) -> {spec.store}")
+        if args.json:
+            json.dump(summaries, sys.stdout, indent=2)
+            print()
+        return 0
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as err:
+        print(f"gradspec sweep: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("config", help="sweep TOML file (see examples/phase_diagram.toml)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a store that already holds results (skip points done)")
+    p.add_argument("--only", action="append", metavar="NAME",
+                   help="run only this [sweeps.NAME] (repeatable)")
+    p.add_argument("--store", help="override the config's store path")
+    p.add_argument("--chunk-size", type=_positive, help="override points per compiled call")
+    p.add_argument("--repair", action="store_true",
+                   help="first drop truncated/corrupt records and ones with missing .npz")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="tqdm bar (default: when installed and stderr is a terminal)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
+    g = p.add_argument_group("multi-host (jax.distributed)")
+    g.add_argument("--distributed", action="store_true",
+                   help="jax.distributed.initialize() with cluster auto-detection")
+    g.add_argument("--coordinator", metavar="HOST:PORT", help="coordinator address")
+    g.add_argument("--num-processes", type=_positive, help="with --coordinator")
+    g.add_argument("--process-id", type=int, help="with --coordinator: this process, 0-based")
+    p.set_defaults(run=_run_cli)
+    return p
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer; got {value}")
+    return value
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``sweep`` subcommand to ``gradspec``'s subparsers (``set_defaults(run=...)``,
+    so ``args.run(args)`` runs it and returns the exit code)."""
+    p = subparsers.add_parser(
+        "sweep", help="evaluate a measurement over a grid (resumable store)",
+        description="Run the sweeps of a TOML config into resumable stores.")
+    return _configure(p)
+
+
+def cli_main(argv: Sequence[str] | None = None) -> int:
+    """``gradspec sweep`` on its own: ``cli_main(["config.toml", "--resume"])``."""
+    parser = _configure(argparse.ArgumentParser(
+        prog="gradspec sweep", description="Run the sweeps of a TOML config into "
+        "resumable stores."))
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli_main())
