@@ -61,7 +61,7 @@ def _diagnose(args) -> int:
     from .predict import diagnose, predict
 
     cell, params, xs = _build(args)
-    pred = predict(cell, params, args.T)
+    pred = predict(cell, params, args.T, inputs=xs)
     diag = diagnose(cell, params, xs)
     if args.json:
         json.dump({"prediction": pred.to_dict(), "measurement": diag.to_dict()}, sys.stdout, indent=2)

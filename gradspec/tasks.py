@@ -1,8 +1,8 @@
 r"""Long-range-dependency tasks with a known chance-level loss.
 
-Each generator draws a whole batch from one PRNG key (same key, same batch) and returns a
-:class:`Task`: inputs, per-step targets, a loss mask, the chance-level ``baseline`` loss
-and the loss ``kind``. The baseline is what a model that ignores the long-range
+Each generator draws a whole batch from one PRNG key (same key, same batch) and returns
+a :class:`Task`: inputs, per-step targets, a loss mask, the chance-level ``baseline``
+loss and the loss ``kind``. The baseline is what a model that ignores the long-range
 dependency scores; training outcomes (``solved`` / ``stalled``) are judged against it.
 
 - :func:`adding`: the adding problem (Hochreiter & Schmidhuber 1997; Le, Jaitly & Hinton
@@ -70,19 +70,30 @@ class TaskSpec(NamedTuple):
     outputs: int  # K, readout outputs
     baseline: float  # chance-level loss
     kind: str  # "mse" or "xent"
+    input_power: float  # E ||x_t||^2 averaged over the L steps (input drive scale)
 
 
 def _dtype(dtype) -> jnp.dtype:
     # Dtype follows the user: float32 by default, float64 when x64 is on (as the cells).
     dtype = jnp.dtype(dtype) if dtype is not None else jnp.zeros(()).dtype
     if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"`dtype` must be a floating dtype (float32/float64); got {dtype}.")
+        raise TypeError(
+            f"`dtype` must be a floating dtype (float32/float64); got {dtype}."
+        )
     return dtype
 
 
 def _adding_spec(T: int) -> TaskSpec:
     T = check_int("T", T, 2)
-    return TaskSpec(length=T, inputs=2, outputs=1, baseline=1.0 / 6.0, kind="mse")
+    # E u^2 = 1/3 on channel 0; two markers in T steps on channel 1.
+    return TaskSpec(
+        length=T,
+        inputs=2,
+        outputs=1,
+        baseline=1.0 / 6.0,
+        kind="mse",
+        input_power=1 / 3 + 2 / T,
+    )
 
 
 def _copy_spec(T: int, alphabet: int, length: int) -> TaskSpec:
@@ -96,13 +107,15 @@ def _copy_spec(T: int, alphabet: int, length: int) -> TaskSpec:
         outputs=alphabet + 2,
         baseline=length * math.log(alphabet) / total,
         kind="xent",
+        input_power=1.0,  # one-hot at every step
     )
 
 
 def adding(key, batch: int, T: int, *, dtype=None) -> Task:
     r"""The adding problem: add the two marked numbers of a length-T sequence.
 
-    Channel 0 holds :math:`u_t \sim U[0, 1)`; channel 1 is a 0/1 marker set at one step
+    Channel 0 holds :math:`u_t \sim U[0, 1)` (24 random bits in float32, 32 in
+    float64); channel 1 is a 0/1 marker set at one step
     :math:`i_1` drawn uniformly from the first half ``[0, T//2)`` and one step
     :math:`i_2` from the second half ``[T//2, T)``. The target, read at the last step
     only, is :math:`y = u_{i_1} + u_{i_2}`. Predicting the mean :math:`E[y] = 1` scores
@@ -111,7 +124,8 @@ def adding(key, batch: int, T: int, *, dtype=None) -> Task:
         \mathrm{MSE}_{\text{chance}} = \mathrm{Var}(u_{i_1} + u_{i_2})
             = 2 \cdot \tfrac{1}{12} = \tfrac16,
 
-    the ``baseline``. A model must carry both values across up to T - 1 steps to beat it.
+    the ``baseline``. A model must carry both values across up to T - 1 steps to beat
+    it.
 
     Args:
         key: PRNG key.
@@ -120,8 +134,8 @@ def adding(key, batch: int, T: int, *, dtype=None) -> Task:
         dtype: float dtype of inputs/targets/mask; default float32 (float64 under x64).
 
     Returns:
-        A :class:`Task` with ``inputs`` (B, T, 2), ``targets`` (B, T, 1) (zero except the
-        last step), ``mask`` (B, T) (one at the last step), ``baseline`` 1/6,
+        A :class:`Task` with ``inputs`` (B, T, 2), ``targets`` (B, T, 1) (zero except
+        the last step), ``mask`` (B, T) (one at the last step), ``baseline`` 1/6,
         ``kind="mse"``.
 
     Raises:
@@ -141,14 +155,29 @@ def adding(key, batch: int, T: int, *, dtype=None) -> Task:
         (2015), arXiv:1504.00941.
     """
     batch = check_int("batch", batch, 1)
+    _adding_spec(T)
+    return _adding(key, batch, T, _dtype(dtype))
+
+
+def _uniform(bits, dtype):
+    """U[0, 1) from uint32 bits, exact in ``dtype``: the top 24 bits for float32, all
+    32 for float64 (resolution 2^-24 / 2^-32)."""
+    keep = min(32, jnp.finfo(dtype).nmant + 1)
+    return (bits >> (32 - keep)).astype(dtype) * 2.0**-keep
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _adding(key, batch, T, dtype):
+    # Compiled once per (batch, T, dtype), and all randomness comes from ONE jr.bits
+    # call: every threefry instance costs ~0.4 s of XLA compile time on a CPU.
     spec = _adding_spec(T)
-    dtype = _dtype(dtype)
     half = T // 2
-    k_u, k_1, k_2 = jr.split(key, 3)
-    u = jr.uniform(k_u, (batch, T), dtype)
-    i1 = jr.randint(k_1, (batch, 1), 0, half)
-    i2 = jr.randint(k_2, (batch, 1), half, T)
-    steps = jnp.arange(T)[None, :]
+    bits = jr.bits(key, (batch, T + 2), jnp.uint32)
+    u = _uniform(bits[:, :T], dtype)
+    # Marker positions; the modulo bias is below n / 2^32.
+    i1 = (bits[:, T : T + 1] % half).astype(jnp.int32)  # (B, 1) in [0, T//2)
+    i2 = (half + bits[:, T + 1 :] % (T - half)).astype(jnp.int32)  # in [T//2, T)
+    steps = jnp.arange(T, dtype=jnp.int32)[None, :]
     marker = ((steps == i1) | (steps == i2)).astype(dtype)  # (B, T)
     y = jnp.sum(u * marker, axis=1)  # (B,)
     targets = jnp.zeros((batch, T, 1), dtype).at[:, -1, 0].set(y)
@@ -157,7 +186,9 @@ def adding(key, batch: int, T: int, *, dtype=None) -> Task:
     return Task(inputs, targets, mask, jnp.asarray(spec.baseline, dtype), spec.kind)
 
 
-def copy(key, batch: int, T: int, *, alphabet: int = 8, length: int = 10, dtype=None) -> Task:
+def copy(
+    key, batch: int, T: int, *, alphabet: int = 8, length: int = 10, dtype=None
+) -> Task:
     r"""The copy-memory problem: reproduce ``length`` symbols after a delay of T steps.
 
     Symbols are one-hot over ``alphabet + 2`` classes: 0 is the blank,
@@ -165,7 +196,8 @@ def copy(key, batch: int, T: int, *, alphabet: int = 8, length: int = 10, dtype=
     Following Arjovsky et al. (2016), a sequence of length :math:`L = T + 2m`
     (``m = length``) is: m random data symbols, T - 1 blanks, the delimiter, m blanks.
     The target is blank for the first T + m steps and the m data symbols for the last
-    m. The loss is the cross-entropy averaged over all L positions (the mask is all ones).
+    m. The loss is the cross-entropy averaged over all L positions (the mask is all
+    ones).
 
     The memoryless strategy (blank for the first T + m steps, uniform over the A data
     symbols for the last m) scores the ``baseline``
@@ -204,10 +236,16 @@ def copy(key, batch: int, T: int, *, alphabet: int = 8, length: int = 10, dtype=
         arXiv:1511.06464.
     """
     batch = check_int("batch", batch, 1)
+    _copy_spec(T, alphabet, length)
+    return _copy(key, batch, T, alphabet, length, _dtype(dtype))
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4, 5))
+def _copy(key, batch, T, alphabet, length, dtype):
     spec = _copy_spec(T, alphabet, length)
-    dtype = _dtype(dtype)
     classes = alphabet + 2
-    symbols = jr.randint(key, (batch, length), 1, alphabet + 1)
+    bits = jr.bits(key, (batch, length), jnp.uint32)  # one threefry call, as in adding
+    symbols = (1 + bits % alphabet).astype(jnp.int32)  # uniform on 1..A up to A / 2^32
 
     def fill(n, value):
         return jnp.full((batch, n), value, symbols.dtype)
@@ -289,8 +327,8 @@ def loss(task: Task, outputs: jax.Array, *, per_example: bool = False) -> jax.Ar
         task: a :class:`Task` batch.
         outputs: model outputs (B, L, K), same shape as ``task.targets`` (logits for
             ``"xent"``).
-        per_example: return :math:`\ell_b = B \sum_t m_{bt} p_{bt} / \sum m`, shape (B,),
-            whose mean is L.
+        per_example: return :math:`\ell_b = B \sum_t m_{bt} p_{bt} / \sum m`, shape
+            (B,), whose mean is L.
 
     Returns:
         Scalar L (or (B,) per example).
@@ -303,13 +341,20 @@ def loss(task: Task, outputs: jax.Array, *, per_example: bool = False) -> jax.Ar
     """
     if jnp.shape(outputs) != jnp.shape(task.targets):
         raise ValueError(
-            f"`outputs` must have the targets' shape {jnp.shape(task.targets)} (B, L, K); "
-            f"got {jnp.shape(outputs)}."
+            "`outputs` must have the targets' shape "
+            f"{jnp.shape(task.targets)} (B, L, K); got {jnp.shape(outputs)}."
         )
+    return _loss(task, outputs, per_example)
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def _loss(task, outputs, per_example):
     if task.kind == "mse":
         per_position = jnp.sum((outputs - task.targets) ** 2, axis=-1)
     else:
-        per_position = -jnp.sum(task.targets * jax.nn.log_softmax(outputs, axis=-1), axis=-1)
+        per_position = -jnp.sum(
+            task.targets * jax.nn.log_softmax(outputs, axis=-1), axis=-1
+        )
     weighted = task.mask * per_position
     total = jnp.sum(task.mask)
     if per_example:
