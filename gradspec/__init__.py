@@ -4,6 +4,7 @@ from . import cells as cells
 from . import init as init
 from . import interop as interop
 from . import sweep as sweep
+from . import tasks as tasks
 from . import theory as theory
 from .jacobians import default_readout as default_readout
 from .jacobians import gradient_profile as gradient_profile
@@ -18,6 +19,10 @@ from .spectra import WeightSpectrum as WeightSpectrum
 from .spectra import lyapunov_spectrum as lyapunov_spectrum
 from .spectra import product_singular_values as product_singular_values
 from .spectra import weight_spectrum as weight_spectrum
+from .train import TrainConfig as TrainConfig
+from .train import TrainResult as TrainResult
+from .train import train as train
+from .verify import verify as verify
 
 __version__ = "0.1.0"
 
@@ -26,6 +31,7 @@ __all__ = [
     "init",
     "interop",
     "sweep",
+    "tasks",
     "theory",
     "default_readout",
     "gradient_profile",
@@ -40,4 +46,8 @@ __all__ = [
     "lyapunov_spectrum",
     "product_singular_values",
     "weight_spectrum",
+    "TrainConfig",
+    "TrainResult",
+    "train",
+    "verify",
 ]

@@ -97,6 +97,18 @@ def _diagnose(args) -> int:
     return 0
 
 
+def _verify(args) -> int:
+    from .verify import demo_grid, format_table, verify
+
+    rows = verify(demo_grid(T=args.T, steps=args.steps, hidden=args.hidden), progress=args.progress)
+    if args.json:
+        json.dump(rows, sys.stdout, indent=2)
+        print()
+    else:
+        print(format_table(rows))
+    return 0
+
+
 def _steps(x: float) -> str:
     return "inf (critical)" if math.isinf(x) else f"{x:.1f} steps"
 
@@ -128,6 +140,14 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--torch-nonlinearity", choices=("tanh", "relu"), default=None,
                    help="nn.RNN's nonlinearity (a state_dict does not record it; default tanh)")
     d.set_defaults(run=_diagnose)
+
+    v = sub.add_parser("verify", help="predict, train and compare the demo grid (adding task)")
+    v.add_argument("--T", type=_positive, default=100, help="sequence length")
+    v.add_argument("--steps", type=_positive, default=600, help="training steps per run")
+    v.add_argument("--hidden", type=_positive, default=64, help="hidden units N")
+    v.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
+    v.add_argument("--progress", action="store_true", help="training progress bars (tqdm)")
+    v.set_defaults(run=_verify)
 
     from .sweep import add_parser as _add_sweep_parser
 

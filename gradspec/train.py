@@ -1,0 +1,809 @@
+r"""Training on long-range tasks: does the predicted vanishing or explosion show up?
+
+:func:`train` fits a cell plus a linear readout to a task from :mod:`gradspec.tasks`
+with an optax optimizer, and reports, per step, the loss, the global gradient norm and
+the *observed* gradient profile: the norm of :math:`\partial \ell_b / \partial h_{L-k}`
+at a few lags k, the same quantity :func:`gradspec.gradient_profile` measures from the
+Jacobian product. The run ends ``solved``, ``stalled`` or ``diverged`` relative to the
+task's chance-level loss.
+
+How the observed profile is free: every state gets an additive perturbation
+:math:`\varepsilon_t = 0`, :math:`h_t = F(h_{t-1}, x_t) + \varepsilon_t`, so the
+gradient w.r.t. :math:`\varepsilon_t` *is* :math:`\partial L / \partial h_t` (the
+total derivative through all later steps). Reverse mode computes those cotangents
+anyway to get the parameter gradient, so one ``jax.value_and_grad`` yields both.
+
+Speed: one ``jax.jit``-compiled step, ``jax.lax.scan`` over steps (in chunks, so a
+progress bar can move between them), ``jax.vmap`` over seeds. Remedies are options of
+:class:`TrainConfig`: gradient clipping, truncated BPTT, LSTM/GRU cells, orthogonal /
+identity / critical initialization, ReLU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any, Literal
+from collections.abc import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import optax
+from jax import lax
+
+from . import cells as _cells
+from . import init as _init
+from . import tasks as _tasks
+from ._checks import check_choice, check_int
+
+Outcome = Literal["solved", "stalled", "diverged"]
+
+__all__ = [
+    "CELLS",
+    "INITS",
+    "OPTIMIZERS",
+    "OUTCOMES",
+    "TrainConfig",
+    "TrainResult",
+    "train",
+    "init_params",
+    "task_batch",
+    "apply",
+]
+
+#: Cell names and their classes.
+CELLS = {"rnn": _cells.RNN, "lstm": _cells.LSTM, "gru": _cells.GRU}
+#: Recurrent initializers by name; "default" is the cell's own (gaussian(1) for the RNN,
+#: PyTorch's uniform for LSTM/GRU); "critical" is ``gradspec.init.critical``.
+INITS = ("default", "gaussian", "orthogonal", "identity", "glorot", "critical")
+#: optax optimizers accepted by name (each takes ``learning_rate`` first).
+OPTIMIZERS = (
+    "adam",
+    "adamw",
+    "amsgrad",
+    "adamax",
+    "nadam",
+    "radam",
+    "adabelief",
+    "adagrad",
+    "adadelta",
+    "adafactor",
+    "lamb",
+    "lion",
+    "novograd",
+    "rmsprop",
+    "sgd",
+    "sign_sgd",
+    "yogi",
+)
+OUTCOMES = ("solved", "stalled", "diverged")
+
+_MAX_SEED = 2**32 - 1
+
+
+def _normalise_options(name: str, options) -> tuple:
+    """A dict (or pairs) of keyword options as a sorted, hashable tuple of pairs."""
+    if options is None:
+        return ()
+    try:
+        items = dict(options).items()
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"`{name}` must be a dict of keyword options; got {type(options).__name__}."
+        ) from None
+    for key, value in items:
+        if not isinstance(key, str):
+            raise TypeError(f"`{name}` keys must be str; got {key!r}.")
+        try:
+            hash(value)
+        except TypeError:
+            raise TypeError(
+                f"`{name}[{key!r}]` must be hashable (a number, str, bool or None); "
+                f"got {type(value).__name__}."
+            ) from None
+    return tuple(sorted(items))
+
+
+def _check_number(name: str, value, *, positive: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        raise TypeError(f"`{name}` must be a number; got {type(value).__name__}.")
+    value = float(value)
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"`{name}` must be finite and {bound}; got {value}.")
+    return value
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    r"""Everything that defines a training run; validated on construction.
+
+    Hashable (it is a static argument of the compiled step) and plain data
+    (:meth:`to_dict` / :meth:`from_dict`).
+
+    Attributes:
+        cell: ``"rnn"``, ``"lstm"`` or ``"gru"``.
+        nonlinearity: the RNN's f: ``"tanh"``, ``"relu"``, ``"sigmoid"``, ``"linear"``.
+            LSTM/GRU have fixed gates and require the default ``"tanh"``.
+        hidden: hidden units N >= 1.
+        init: recurrent initializer, one of :data:`INITS`; for gated cells it draws each
+            gate's (N, N) block of ``weight_hh``.
+        gain: the initializer's gain g (``gaussian``: :math:`\mathcal N(0, g^2/N)`,
+            ``orthogonal``/``identity``: g times the matrix, ``glorot``: g times the
+            Glorot bound). ``default`` and ``critical`` choose their own scale and
+            require ``gain=1.0``; ``critical`` is ``gradspec.init.critical(nonlinearity,
+            sigma_b=0, sigma_x=...)`` with the task's input-drive std as ``sigma_x``
+            (vanilla RNN; 0 for gated cells).
+        task: ``"adding"`` or ``"copy"`` (see :mod:`gradspec.tasks`).
+        T: the task's T (adding: sequence length; copy: delay, length T + 2m).
+        task_options: keyword options of the task, e.g.
+            ``{"alphabet": 8, "length": 10}``.
+        batch: sequences per step B >= 1 (a fresh batch every step).
+        steps: optimizer steps >= 1.
+        optimizer: optax optimizer name, one of :data:`OPTIMIZERS`.
+        learning_rate: > 0.
+        optimizer_options: extra keyword options, e.g. ``{"momentum": 0.9}`` for sgd.
+        clip_norm: ``None`` (no clipping) or the max global gradient norm > 0
+            (``optax.clip_by_global_norm`` before the optimizer).
+        tbptt: truncated BPTT window w >= 0; 0 is full BPTT. The state passes through
+            ``stop_gradient`` at every step t with :math:`(L - t) \bmod w = 0` (windows
+            aligned to the sequence end), so a loss at the last step backpropagates
+            through exactly w steps: :math:`\partial L/\partial h_{L-k} = 0` for k >= w.
+        seed: PRNG seed in [0, 2**32) of the params and the data stream.
+        lags: lags k in [0, L] at which the gradient norm w.r.t. :math:`h_{L-k}` is
+            recorded (L = sequence length); ``None`` picks (0, 1, L//4, L//2, L).
+        dtype: ``"float32"``, ``"float64"`` or ``None`` (float32, or float64 under x64).
+        solved_below: ``solved`` means final loss < ``solved_below`` x baseline.
+
+    Examples:
+        >>> from gradspec.train import TrainConfig
+        >>> TrainConfig(task="adding", T=20, hidden=16).lags
+        (0, 1, 5, 10, 20)
+    """
+
+    cell: str = "rnn"
+    nonlinearity: str = "tanh"
+    hidden: int = 64
+    init: str = "orthogonal"
+    gain: float = 1.0
+    task: str = "adding"
+    T: int = 50
+    task_options: Any = ()
+    batch: int = 32
+    steps: int = 1000
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    optimizer_options: Any = ()
+    clip_norm: float | None = None
+    tbptt: int = 0
+    seed: int = 0
+    lags: Sequence[int] | None = None
+    dtype: str | None = None
+    solved_below: float = 0.1
+
+    def __post_init__(self):
+        set_ = functools.partial(object.__setattr__, self)
+        check_choice("cell", self.cell, CELLS)
+        check_choice("nonlinearity", self.nonlinearity, sorted(_cells.NONLINEARITIES))
+        if self.cell != "rnn" and self.nonlinearity != "tanh":
+            raise ValueError(
+                "`nonlinearity` applies to cell='rnn' only (LSTM/GRU gates are "
+                f"fixed); got nonlinearity={self.nonlinearity!r} with "
+                f"cell={self.cell!r}."
+            )
+        set_("hidden", check_int("hidden", self.hidden, 1))
+        check_choice("init", self.init, INITS)
+        set_("gain", _check_number("gain", self.gain, positive=False))
+        if self.init in ("default", "critical") and self.gain != 1.0:
+            raise ValueError(
+                f"`gain` must stay 1.0 with init={self.init!r} (it picks its own "
+                f"scale); got {self.gain}."
+            )
+        set_("task_options", _normalise_options("task_options", self.task_options))
+        spec = _tasks.describe(self.task, self.T, **dict(self.task_options))
+        set_("T", int(self.T))
+        set_("batch", check_int("batch", self.batch, 1))
+        set_("steps", check_int("steps", self.steps, 1))
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        set_(
+            "learning_rate",
+            _check_number("learning_rate", self.learning_rate, positive=True),
+        )
+        set_(
+            "optimizer_options",
+            _normalise_options("optimizer_options", self.optimizer_options),
+        )
+        if self.clip_norm is not None:
+            set_("clip_norm", _check_number("clip_norm", self.clip_norm, positive=True))
+        try:  # catches unknown optimizer options now, not at trace time
+            _make_optimizer(self)
+        except TypeError as e:
+            raise ValueError(
+                f"`optimizer_options` {dict(self.optimizer_options)} do not fit "
+                f"optax.{self.optimizer}: {e}"
+            ) from None
+        set_("tbptt", check_int("tbptt", self.tbptt, 0))
+        set_("seed", check_int("seed", self.seed, 0, _MAX_SEED))
+        L = spec.length
+        if self.lags is None:
+            set_("lags", tuple(sorted({0, 1, L // 4, L // 2, L})))
+        else:
+            if isinstance(self.lags, (str, bytes)) or not isinstance(
+                self.lags, Sequence
+            ):
+                raise TypeError(
+                    f"`lags` must be a sequence of ints; got {self.lags!r}."
+                )
+            lags = [check_int(f"lags[{i}]", k, 0, L) for i, k in enumerate(self.lags)]
+            if not lags:
+                raise ValueError(
+                    "`lags` must hold at least one lag; got an empty sequence."
+                )
+            set_("lags", tuple(sorted(set(lags))))
+        if self.dtype is not None:
+            dtype = (
+                np.dtype(self.dtype).name
+                if not isinstance(self.dtype, str)
+                else self.dtype
+            )
+            check_choice("dtype", dtype, ("float32", "float64"))
+            set_("dtype", dtype)
+        solved_below = _check_number("solved_below", self.solved_below, positive=True)
+        if solved_below > 1:
+            raise ValueError(f"`solved_below` must be in (0, 1]; got {solved_below}.")
+        set_("solved_below", solved_below)
+
+    @property
+    def spec(self) -> _tasks.TaskSpec:
+        """Sizes and baseline of the task (:func:`gradspec.tasks.describe`)."""
+        return _tasks.describe(self.task, self.T, **dict(self.task_options))
+
+    def make_cell(self) -> _cells.Cell:
+        """The :class:`gradspec.cells.Cell` this config trains."""
+        if self.cell == "rnn":
+            return _cells.RNN(self.nonlinearity)
+        return CELLS[self.cell]()
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict; ``TrainConfig.from_dict(c.to_dict()) == c``."""
+        d = dataclasses.asdict(self)
+        d["task_options"] = dict(self.task_options)
+        d["optimizer_options"] = dict(self.optimizer_options)
+        d["lags"] = list(self.lags)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"`data` has unknown TrainConfig fields {unknown}.")
+        return cls(**data)
+
+
+def _optax_promotion():
+    # optax mixes Python floats with int32 step counts (``decay ** count``), which
+    # jax_numpy_dtype_promotion="strict" rejects; the optimizer runs under standard
+    # promotion (params keep their dtype either way: the float64 scalars are weak).
+    return jax.numpy_dtype_promotion("standard")
+
+
+def _make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    opt = getattr(optax, config.optimizer)(
+        config.learning_rate, **dict(config.optimizer_options)
+    )
+    if config.clip_norm is not None:
+        opt = optax.chain(optax.clip_by_global_norm(config.clip_norm), opt)
+    return opt
+
+
+def _recurrent_init(config: TrainConfig):
+    if config.init == "default":
+        return None
+    if config.init == "critical":
+        # Looked up lazily: the theory-derived initializer lives in gradspec.init.
+        critical = getattr(_init, "critical", None)
+        if critical is None:
+            raise NotImplementedError(
+                "`init`='critical' needs gradspec.init.critical, which this version of "
+                "gradspec.init does not define yet."
+            )
+        # It solves chi = 1 numerically; evaluate that now even when called under a
+        # trace (init inside jit/vmap), since the gain is a Python float.
+        with jax.ensure_compile_time_eval():
+            return critical(config.nonlinearity, sigma_b=0.0, sigma_x=_sigma_x(config))
+    return getattr(_init, config.init)(config.gain)
+
+
+def _sigma_x(config: TrainConfig) -> float:
+    r"""Std of each RNN unit's input drive at init: ``sigma_x`` of the critical gain.
+
+    ``W_xh`` ~ N(0, 1/D) makes :math:`\mathrm{Var}(W_{xh} x_t)_i = \|x_t\|^2 / D`;
+    averaged over the task's steps that is ``input_power / D``. The bias starts at 0
+    (``sigma_b = 0``). Gated cells get 0: their critical gain is the vanilla-RNN one,
+    applied per gate block."""
+    if config.cell != "rnn":
+        return 0.0
+    spec = config.spec
+    return math.sqrt(spec.input_power / spec.inputs)
+
+
+def _resolve(config: TrainConfig) -> tuple[TrainConfig, TrainConfig]:
+    """Check ``config`` at the boundary; return the two configs the compiled functions
+    are keyed on, each with the fields it ignores fixed so that runs differing only
+    there share one compile: (init: params and optimizer state; step: the training
+    step). Seed, steps and the outcome threshold matter to neither."""
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"`config` must be a TrainConfig; got {type(config).__name__}.")
+    dtype = config.dtype or jnp.zeros(()).dtype.name
+    if dtype == "float64" and not jax.config.jax_enable_x64:
+        raise ValueError(
+            "`dtype`='float64' needs `jax.config.update('jax_enable_x64', True)`; "
+            "it is off."
+        )
+    _recurrent_init(config)  # surfaces a missing initializer before tracing
+    common = dataclasses.replace(config, seed=0, steps=1, solved_below=0.1, dtype=dtype)
+    for_init = dataclasses.replace(common, batch=1, tbptt=0, lags=(0,))
+    for_step = dataclasses.replace(common, init="default", gain=1.0)
+    return for_init, for_step
+
+
+# -- the model ------------------------------------------------------------------------
+
+
+def _init_params(config: TrainConfig, key) -> dict:
+    cell, spec, dtype = config.make_cell(), config.spec, jnp.dtype(config.dtype)
+    k_cell, k_out = jr.split(key)
+    cell_params = cell.init(
+        k_cell,
+        config.hidden,
+        spec.inputs,
+        recurrent_init=_recurrent_init(config),
+        dtype=dtype,
+    )
+    n_out = cell.output_size(cell.state_size(config.hidden))
+    return {
+        "cell": cell_params,
+        # Readout W ~ N(0, 1/N_out): outputs of order one at init.
+        "readout": {
+            "W": _init.gaussian(1.0)(k_out, (spec.outputs, n_out), dtype),
+            "b": jnp.zeros((spec.outputs,), dtype),
+        },
+    }
+
+
+def _forward(config: TrainConfig, params, xs, eps):
+    """Outputs (L, K) for one sequence xs (L, D); eps (L + 1, S) is added to h_0..h_L
+    (zeros: its gradient is dL/dh_t)."""
+    cell = config.make_cell()
+    n_out = cell.output_size(cell.state_size(config.hidden))
+    L, w = xs.shape[0], config.tbptt
+
+    def cut(t, h):
+        # Truncated BPTT: no gradient flows from the steps after t into h_t.
+        if not w:
+            return h
+        return jnp.where((L - t) % w == 0, lax.stop_gradient(h), h)
+
+    def body(h, inputs):
+        t, x, e = inputs
+        h = cell.step(params["cell"], h, x) + e  # the zero perturbation: d/de = dL/dh_t
+        return cut(t, h), h
+
+    h0 = cut(0, eps[0])  # h_0 = 0 + eps_0
+    _, hs = lax.scan(body, h0, (jnp.arange(1, L + 1), xs, eps[1:]))
+    readout = params["readout"]
+    return hs[:, :n_out] @ readout["W"].T + readout["b"][None, :]
+
+
+_apply = jax.jit(_forward, static_argnums=0)
+
+
+def _keys(seed):
+    k_params, k_data = jr.split(jr.key(seed))
+    return k_params, k_data
+
+
+def _batch(config: TrainConfig, k_data, step) -> _tasks.Task:
+    return _tasks.generate(
+        config.task,
+        jr.fold_in(k_data, step),
+        config.batch,
+        config.T,
+        dtype=config.dtype,
+        **dict(config.task_options),
+    )
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _task_batch(config, seed, step):
+    return _batch(config, _keys(seed)[1], step)
+
+
+def _log_norm(x, axis):
+    """log ||x|| along ``axis``, scaled by max|x| first so tiny or huge entries do not
+    under/overflow when squared; -inf for an exactly zero vector."""
+    m = jnp.max(jnp.abs(x), axis=axis, keepdims=True)
+    r = jnp.linalg.norm(x / jnp.where(m > 0, m, 1), axis=axis)
+    return jnp.log(jnp.squeeze(m, axis)) + jnp.log(r)
+
+
+def _all_finite(tree):
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree_util.tree_leaves(tree)]
+    return functools.reduce(jnp.logical_and, leaves, jnp.asarray(True))
+
+
+def _global_norm(tree):
+    leaves = jax.tree_util.tree_leaves(tree)
+    m = functools.reduce(jnp.maximum, [jnp.max(jnp.abs(x)) for x in leaves])
+    s = jnp.where(m > 0, m, 1)
+    return m * jnp.sqrt(sum(jnp.sum((x / s) ** 2) for x in leaves))
+
+
+def _train_step(config: TrainConfig, optimizer, carry, step):
+    params, opt_state, alive, k_data = carry
+    dtype = jnp.dtype(config.dtype)
+    batch = _batch(config, k_data, step)
+    B, L = config.batch, config.spec.length
+    cell = config.make_cell()
+    eps = jnp.zeros((B, L + 1, cell.state_size(config.hidden)), dtype)
+
+    def objective(params, eps):
+        forward = functools.partial(_forward, config)
+        outputs = jax.vmap(forward, in_axes=(None, 0, 0))(params, batch.inputs, eps)
+        return _tasks.loss(batch, outputs)
+
+    loss, (grads, g_eps) = jax.value_and_grad(objective, argnums=(0, 1))(params, eps)
+    # g_eps[b, t] = dL/dh_t of example b = (1/B) d l_b / d h_t, with mean_b l_b = L.
+    log_g = jnp.mean(_log_norm(g_eps, -1), axis=0) + math.log(B)  # (L + 1,), index t
+    with _optax_promotion():
+        updates, new_opt_state = optimizer.update(grads, opt_state, params)
+    new_params = optax.apply_updates(params, updates)
+    finite = jnp.isfinite(loss) & _all_finite(grads) & _all_finite(new_params)
+    ok = alive & finite  # once non-finite, the params freeze at their last finite value
+
+    def keep(new, old):
+        return jnp.where(ok, new, old)
+
+    params = jax.tree_util.tree_map(keep, new_params, params)
+    opt_state = jax.tree_util.tree_map(keep, new_opt_state, opt_state)
+    nan = jnp.asarray(jnp.nan, dtype)
+    lag_index = L - np.asarray(config.lags)
+    record = {
+        "loss": jnp.where(alive, loss, nan),
+        "grad_norm": jnp.where(alive, _global_norm(grads), nan),
+        "log_grad_h0": jnp.where(alive, log_g[0], nan),
+        "log_grad_lags": jnp.where(alive, log_g[lag_index], nan),
+        "finite": ok,
+    }
+    return (params, opt_state, ok, k_data), record
+
+
+@functools.partial(jax.jit, static_argnames=("config", "vmapped"))
+def _init_carry(config, seeds, vmapped):
+    def one(seed):
+        k_params, k_data = _keys(seed)
+        params = _init_params(config, k_params)
+        with _optax_promotion():
+            opt_state = _make_optimizer(config).init(params)
+        return params, opt_state, jnp.asarray(True), k_data
+
+    return (jax.vmap(one) if vmapped else one)(seeds)
+
+
+@functools.partial(jax.jit, static_argnames=("config", "length", "vmapped"))
+def _run_chunk(config, carry, start, length, vmapped):
+    body = functools.partial(_train_step, config, _make_optimizer(config))
+    steps = start + jnp.arange(length)
+
+    def run(carry):
+        return lax.scan(body, carry, steps)
+
+    return (jax.vmap(run) if vmapped else run)(carry)
+
+
+# -- results --------------------------------------------------------------------------
+
+_ARRAY_FIELDS = (
+    "loss",
+    "grad_norm",
+    "log_grad_h0",
+    "log_grad_lags",
+    "finite",
+    "final_loss",
+    "diverged_at",
+)
+
+
+@functools.partial(
+    jax.tree_util.register_dataclass,
+    data_fields=[*_ARRAY_FIELDS, "params"],
+    meta_fields=["config", "lags", "baseline", "outcome", "seeds"],
+)
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    r"""What a training run did. A pytree (the non-array fields are static metadata).
+
+    Shapes have a leading seed axis ``(n_seeds, ...)`` when :func:`train` got ``seeds``;
+    ``steps`` is ``config.steps``. Per-example gradients are those of the example's own
+    loss :math:`\ell_b` (whose batch mean is the loss), so they do not shrink with B.
+    """
+
+    loss: (
+        jax.Array
+    )  # (steps,) batch loss before the step's update; NaN after divergence
+    grad_norm: (
+        jax.Array
+    )  # (steps,) global L2 norm of the param gradient, before clipping
+    log_grad_h0: jax.Array  # (steps,) mean_b log ||d l_b / d h_0||, natural log
+    log_grad_lags: (
+        jax.Array
+    )  # (steps, n_lags) mean_b log ||d l_b / d h_{L-k}||, k = lags
+    finite: jax.Array  # (steps,) bool: this step and all before it were finite
+    final_loss: jax.Array  # () mean loss over the last ceil(steps / 10) steps
+    diverged_at: jax.Array  # () int, first non-finite step, -1 if none
+    params: Any  # final params (the last finite ones if the run diverged)
+    config: TrainConfig  # the run's config (``seed`` is the seed of a single run)
+    lags: tuple  # the lags k of ``log_grad_lags``' last axis
+    baseline: float  # the task's chance-level loss
+    outcome: Any  # "solved" | "stalled" | "diverged", a tuple of them per seed
+    seeds: tuple | None  # the seeds of the leading axis, or None for a single run
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able data (no pickle): arrays become ``{"dtype", "shape",
+        "data"}`` with NaN/inf written as the strings ``"nan"``, ``"inf"``, ``"-inf"``,
+        so ``json.dumps(..., allow_nan=False)`` accepts it."""
+        return {
+            "config": self.config.to_dict(),
+            "lags": list(self.lags),
+            "baseline": self.baseline,
+            "outcome": self.outcome
+            if isinstance(self.outcome, str)
+            else list(self.outcome),
+            "seeds": None if self.seeds is None else list(self.seeds),
+            "arrays": {name: _encode(getattr(self, name)) for name in _ARRAY_FIELDS},
+            "params": jax.tree_util.tree_map(_encode, self.params),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> TrainResult:
+        """Inverse of :meth:`to_dict`. Arrays come back as NumPy arrays with their
+        original dtype (float64 survives even with x64 off)."""
+        outcome = data["outcome"]
+        return cls(
+            **{name: _decode(data["arrays"][name]) for name in _ARRAY_FIELDS},
+            params=jax.tree_util.tree_map(_decode, data["params"], is_leaf=_is_encoded),
+            config=TrainConfig.from_dict(data["config"]),
+            lags=tuple(data["lags"]),
+            baseline=float(data["baseline"]),
+            outcome=outcome if isinstance(outcome, str) else tuple(outcome),
+            seeds=None if data["seeds"] is None else tuple(data["seeds"]),
+        )
+
+
+def _encode(x) -> dict:
+    a = np.asarray(x)
+    flat = a.ravel().tolist()
+    if np.issubdtype(a.dtype, np.floating):
+        flat = [v if math.isfinite(v) else str(v) for v in flat]  # "nan", "inf", "-inf"
+    return {"dtype": a.dtype.name, "shape": list(a.shape), "data": flat}
+
+
+def _is_encoded(x) -> bool:
+    return isinstance(x, Mapping) and set(x) == {"dtype", "shape", "data"}
+
+
+def _decode(d) -> np.ndarray:
+    dtype = np.dtype(d["dtype"])
+    data = (
+        [float(v) for v in d["data"]]
+        if np.issubdtype(dtype, np.floating)
+        else d["data"]
+    )
+    return np.asarray(data, dtype).reshape(d["shape"])
+
+
+def _outcome(
+    loss: np.ndarray, finite: np.ndarray, baseline: float, solved_below: float
+):
+    tail = max(1, math.ceil(loss.shape[-1] / 10))
+    final = float(np.mean(loss[-tail:]))
+    if not finite.all():
+        return final, int(np.argmin(finite)), "diverged"
+    return final, -1, "solved" if final < solved_below * baseline else "stalled"
+
+
+def _progress_bar(progress: bool, total: int):
+    if not progress:
+        return None
+    try:  # tqdm is optional: no bar without it
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc="train", unit="step")
+
+
+# -- public API -----------------------------------------------------------------------
+
+
+def train(
+    config: TrainConfig,
+    *,
+    seeds: Sequence[int] | None = None,
+    progress: bool = True,
+    chunk_size: int | None = None,
+) -> TrainResult:
+    r"""Train ``config``'s cell + linear readout on its task; report what gradients did.
+
+    Each step draws a fresh batch, computes the task loss of the readout
+    :math:`y_t = W h_t + b` (h: the cell's visible output), takes one optax step and
+    records the loss, the global gradient norm and the observed gradient profile
+
+    .. math::
+        \log g_k = \frac1B \sum_b \log \Big\| \frac{\partial \ell_b}{\partial h_{L-k}}
+        \Big\|, \qquad k \in \texttt{config.lags},
+
+    the total derivative through all later steps (B = ``config.batch``, L = sequence
+    length, :math:`\ell_b` the loss of example b). For the adding task (loss at the
+    last step only) :math:`\log g_k` is the batch mean of
+    :func:`gradspec.gradient_profile` at lag k with ``readout``
+    :math:`= \partial \ell_b / \partial h_L`.
+
+    Outcomes, judged against the task's chance-level loss ``baseline``:
+
+    - ``"diverged"``: some step had a non-finite loss, gradient or updated parameter.
+      Detected inside the compiled step; from then on the params stay at their last
+      finite value and the recorded metrics are NaN. Never raises.
+    - ``"solved"``: no divergence and final loss (mean over the last
+      ceil(steps/10) steps) < ``config.solved_below`` x baseline (default 0.1: adding
+      MSE < 1/60; copy cross-entropy < 0.1 m ln A / (T + 2m)).
+    - ``"stalled"``: anything else, including exploded-but-finite losses.
+
+    Args:
+        config: a :class:`TrainConfig`.
+        seeds: ``None`` trains ``config.seed``; a sequence of seeds trains them all at
+            once with ``jax.vmap`` (each its own params and data stream) and gives every
+            array a leading seed axis. Seed s gives the same run as
+            ``train(replace(config, seed=s))``.
+        progress: show a tqdm bar if tqdm is installed (updated between chunks).
+        chunk_size: steps per compiled ``lax.scan`` chunk; default all steps at once
+            without a bar, about 1/20 of them with one. Results do not depend on it.
+
+    Returns:
+        A :class:`TrainResult`.
+
+    Raises:
+        TypeError: ``config`` is not a :class:`TrainConfig`, or a seed is not an int.
+        ValueError: empty or out-of-range ``seeds``, ``chunk_size < 1``, float64
+            without x64.
+
+    Examples:
+        >>> from gradspec.train import TrainConfig, train
+        >>> config = TrainConfig(hidden=8, T=10, batch=16, steps=20)
+        >>> result = train(config, seeds=[0, 1], progress=False)
+        >>> result.loss.shape, result.log_grad_lags.shape, len(result.outcome)
+        ((2, 20), (2, 20, 5), 2)
+    """
+    for_init, for_step = _resolve(config)
+    if seeds is None:
+        seed_array, vmapped = jnp.asarray(config.seed, jnp.uint32), False
+    else:
+        if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
+            raise TypeError(f"`seeds` must be a sequence of ints; got {seeds!r}.")
+        seeds = tuple(
+            check_int(f"seeds[{i}]", s, 0, _MAX_SEED) for i, s in enumerate(seeds)
+        )
+        if not seeds:
+            raise ValueError(
+                "`seeds` must hold at least one seed; got an empty sequence."
+            )
+        seed_array, vmapped = jnp.asarray(seeds, jnp.uint32), True
+    bar = _progress_bar(progress, config.steps)
+    if chunk_size is None:
+        chunk_size = (
+            config.steps if bar is None else max(1, math.ceil(config.steps / 20))
+        )
+    chunk_size = check_int("chunk_size", chunk_size, 1)
+
+    carry = _init_carry(for_init, seed_array, vmapped)
+    records, start = [], 0
+    while start < config.steps:  # a loop over chunks of steps, not over time
+        length = min(chunk_size, config.steps - start)
+        carry, record = _run_chunk(for_step, carry, start, length, vmapped)
+        records.append(record)
+        start += length
+        if bar is not None:
+            bar.update(length)
+            bar.set_postfix(loss=float(np.nanmean(np.asarray(record["loss"])[..., -1])))
+    if bar is not None:
+        bar.close()
+    axis = 1 if vmapped else 0
+    record = {
+        k: jnp.concatenate([r[k] for r in records], axis=axis) for k in records[0]
+    }
+
+    baseline = config.spec.baseline
+    loss, finite = np.asarray(record["loss"]), np.asarray(record["finite"])
+    if vmapped:
+        summary = [
+            _outcome(run_loss, run_finite, baseline, config.solved_below)
+            for run_loss, run_finite in zip(loss, finite)
+        ]
+        final, diverged_at, outcome = zip(*summary)
+        outcome = tuple(outcome)
+    else:
+        final, diverged_at, outcome = _outcome(
+            loss, finite, baseline, config.solved_below
+        )
+    return TrainResult(
+        **record,
+        final_loss=jnp.asarray(final, loss.dtype),
+        diverged_at=jnp.asarray(diverged_at, jnp.int32),
+        params=carry[0],
+        config=config,
+        lags=config.lags,
+        baseline=baseline,
+        outcome=outcome,
+        seeds=seeds,
+    )
+
+
+def init_params(config: TrainConfig, *, seed: int | None = None) -> dict:
+    """The params a run of ``config`` starts from: ``{"cell", "readout": {"W", "b"}}``.
+
+    ``W`` is (K, N_out) with K the task's outputs and N_out the cell's visible output
+    size (N), ``b`` is (K,). ``seed`` defaults to ``config.seed``.
+
+    Examples:
+        >>> from gradspec.train import TrainConfig, init_params
+        >>> params = init_params(TrainConfig(hidden=8, T=10))
+        >>> params["cell"]["W_hh"].shape, params["readout"]["W"].shape
+        ((8, 8), (1, 8))
+    """
+    for_init, _ = _resolve(config)
+    seed = config.seed if seed is None else check_int("seed", seed, 0, _MAX_SEED)
+    return _init_carry(for_init, jnp.asarray(seed, jnp.uint32), False)[0]
+
+
+def task_batch(
+    config: TrainConfig, *, step: int = 0, seed: int | None = None
+) -> _tasks.Task:
+    """The batch a run of ``config`` trains on at ``step`` (0-based).
+
+    Examples:
+        >>> from gradspec.train import TrainConfig, task_batch
+        >>> task_batch(TrainConfig(T=10, batch=4), step=3).inputs.shape
+        (4, 10, 2)
+    """
+    _, for_step = _resolve(config)
+    seed = config.seed if seed is None else check_int("seed", seed, 0, _MAX_SEED)
+    step = check_int("step", step, 0)
+    return _task_batch(for_step, jnp.asarray(seed, jnp.uint32), step)
+
+
+def apply(config: TrainConfig, params, xs) -> jax.Array:
+    """Model outputs (L, K) for one input sequence ``xs`` (L, D): readout of the cell's
+    states (logits for the copy task). Use ``jax.vmap`` for a batch.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from gradspec.train import TrainConfig, apply, init_params
+        >>> config = TrainConfig(hidden=8, T=10)
+        >>> apply(config, init_params(config), jnp.zeros((10, 2))).shape
+        (10, 1)
+    """
+    _, for_step = _resolve(config)
+    spec = config.spec
+    if np.ndim(xs) != 2 or np.shape(xs)[1] != spec.inputs:
+        raise ValueError(
+            f"`xs` must have shape (L, {spec.inputs}) for task {config.task!r}; "
+            f"got {np.shape(xs)}."
+        )
+    xs = jnp.asarray(xs, for_step.dtype)
+    size = config.make_cell().state_size(config.hidden)
+    eps = jnp.zeros((xs.shape[0] + 1, size), for_step.dtype)
+    return _apply(dataclasses.replace(for_step, tbptt=0), params, xs, eps)

@@ -1,0 +1,371 @@
+"""Tests of gradspec.train: observed vs measured gradient decay, outcomes, remedies,
+vmap over seeds, truncated BPTT, JSON round trip and config errors.
+
+Each distinct TrainConfig compiles its own step (a few seconds on a CPU), so runs that
+several tests look at are shared module fixtures, and configs are reused where they can
+be (seed, steps and the outcome threshold do not trigger a recompile).
+"""
+
+import dataclasses
+import json
+import sys
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import gradspec
+import gradspec.tasks as tasks
+from gradspec.train import (
+    TrainConfig,
+    TrainResult,
+    apply,
+    init_params,
+    task_batch,
+    train,
+)
+
+# Float64 runs compare two exact computations of the same derivative (autodiff of the
+# training graph vs the reverse scan of gradient_profile): only rounding separates them.
+ATOL_LOG64 = 1e-9
+# vmapped vs separate runs: batched matmuls may sum in another order, then 30 optimizer
+# steps amplify the rounding a little.
+RTOL_VMAP64 = 1e-8
+
+
+def _assert_results_close(a, b, *, rtol):
+    """All arrays of two TrainResults: floats to ``rtol`` (NaN == NaN), others equal."""
+    leaves_a, leaves_b = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
+    assert len(leaves_a) == len(leaves_b)
+    for x, y in zip(leaves_a, leaves_b):
+        x, y = np.asarray(x), np.asarray(y)
+        assert x.shape == y.shape and x.dtype == y.dtype
+        if np.issubdtype(x.dtype, np.floating):
+            np.testing.assert_allclose(x, y, rtol=rtol, atol=1e-300)
+        else:
+            np.testing.assert_array_equal(x, y)
+
+
+def _profile_config(cell, nonlinearity, init, gain, **kw):
+    return TrainConfig(
+        cell=cell,
+        nonlinearity=nonlinearity,
+        hidden=8,
+        init=init,
+        gain=gain,
+        task="adding",
+        T=12,
+        batch=4,
+        steps=1,
+        lags=range(13),
+        dtype="float64",
+        **kw,
+    )
+
+
+PROFILE_CASES = [
+    ("rnn", "tanh", "gaussian", 1.3),
+    ("rnn", "relu", "identity", 1.0),
+    ("lstm", "tanh", "orthogonal", 1.0),
+]  # GRU: see the seed tests below, which train one
+
+
+def _measured_profiles(config):
+    """gradspec.gradient_profile of each example at step 0, readout = d l_b / d h_L."""
+    params, batch = init_params(config), task_batch(config, step=0)
+    cell = config.make_cell()
+    n_out = cell.output_size(cell.state_size(config.hidden))
+    W, b = params["readout"]["W"], params["readout"]["b"]
+
+    def profile(xs, target):
+        h_last = gradspec.trajectory(cell, params["cell"], xs)[-1]
+
+        def example_loss(h):
+            return jnp.sum((W @ h[:n_out] + b - target) ** 2)
+
+        readout = jax.grad(example_loss)(h_last)
+        return gradspec.gradient_profile(cell, params["cell"], xs, readout=readout)
+
+    return jax.vmap(profile)(batch.inputs, batch.targets[:, -1])  # (B, L + 1), lag k
+
+
+@pytest.mark.parametrize("case", PROFILE_CASES, ids=lambda c: f"{c[0]}-{c[1]}-{c[2]}")
+def test_observed_decay_equals_gradient_profile(case):
+    config = _profile_config(*case)
+    result = train(config, progress=False)
+    measured = _measured_profiles(config)
+    # Recorded: mean_b log ||d l_b / d h_{L-k}|| at every lag k = 0..L at step 0.
+    np.testing.assert_allclose(
+        result.log_grad_lags[0], jnp.mean(measured, axis=0), rtol=0, atol=ATOL_LOG64
+    )
+    np.testing.assert_allclose(
+        result.log_grad_h0[0], jnp.mean(measured[:, -1]), rtol=0, atol=ATOL_LOG64
+    )
+    # Hence the same decay rate (slope of the log norm in k).
+    lags = np.arange(13)
+    slope_observed = np.polyfit(lags, np.asarray(result.log_grad_lags[0]), 1)[0]
+    slope_measured = np.polyfit(lags, np.asarray(jnp.mean(measured, axis=0)), 1)[0]
+    assert slope_observed == pytest.approx(slope_measured, abs=1e-9)
+
+
+def test_recorded_loss_is_apply_on_the_step_batch():
+    config = _profile_config(*PROFILE_CASES[0])
+    result = train(config, progress=False)
+    params, batch = init_params(config), task_batch(config, step=0)
+    outputs = jax.vmap(lambda xs: apply(config, params, xs))(batch.inputs)
+    np.testing.assert_allclose(result.loss[0], tasks.loss(batch, outputs), rtol=1e-12)
+
+
+def test_copy_task_trains_with_cross_entropy():
+    config = TrainConfig(
+        hidden=8,
+        task="copy",
+        T=4,
+        task_options={"alphabet": 3, "length": 2},
+        batch=8,
+        steps=2,
+        dtype="float64",
+    )
+    result = train(config, progress=False)
+    assert result.log_grad_lags.shape == (2, len(config.lags)) and config.lags[-1] == 8
+    assert result.baseline == pytest.approx(2 * np.log(3) / 8)
+    params, batch = init_params(config), task_batch(config, step=0)
+    logits = jax.vmap(lambda xs: apply(config, params, xs))(batch.inputs)
+    np.testing.assert_allclose(result.loss[0], tasks.loss(batch, logits), rtol=1e-12)
+    assert bool(jnp.all(result.finite)) and result.outcome == "stalled"
+
+
+def test_tbptt_cuts_gradient_at_the_window():
+    window = 5
+    full = train(_profile_config(*PROFILE_CASES[0]), progress=False)
+    cut = train(_profile_config(*PROFILE_CASES[0], tbptt=window), progress=False)
+    logs = np.asarray(cut.log_grad_lags[0])  # lag k = 0..12
+    # Exactly zero gradient (log = -inf) w.r.t. h_{L-k} for every k >= w ...
+    assert np.all(logs[window:] == -np.inf)
+    assert cut.log_grad_h0[0] == -np.inf
+    # ... and inside the window the truncated graph is the full one.
+    np.testing.assert_allclose(
+        logs[:window], full.log_grad_lags[0, :window], rtol=1e-12
+    )
+    assert np.all(np.isfinite(logs[:window]))
+    assert not np.allclose(cut.grad_norm[0], full.grad_norm[0], rtol=1e-6)
+
+
+def test_short_adding_problem_is_solved():
+    config = TrainConfig(
+        cell="rnn",
+        hidden=32,
+        init="orthogonal",
+        task="adding",
+        T=10,
+        batch=64,
+        steps=500,
+        learning_rate=1e-2,
+        dtype="float32",
+    )
+    result = train(config, progress=False)
+    assert result.outcome == "solved", float(result.final_loss)
+    assert float(result.final_loss) < 0.1 * result.baseline
+    assert int(result.diverged_at) == -1 and bool(jnp.all(result.finite))
+
+
+def _exploding(**kw):
+    # tanh RNN, gain 3, plain SGD at lr 1: the readout's error grows geometrically and
+    # overflows float32 within ~20 steps.
+    return TrainConfig(
+        cell="rnn",
+        hidden=32,
+        init="gaussian",
+        gain=3.0,
+        task="adding",
+        T=20,
+        batch=32,
+        steps=60,
+        optimizer="sgd",
+        learning_rate=1.0,
+        dtype="float32",
+        **kw,
+    )
+
+
+@pytest.fixture(scope="module")
+def diverged():
+    return train(_exploding(), progress=False)
+
+
+def test_exploding_run_diverges_without_crashing(diverged):
+    r = diverged
+    assert r.outcome == "diverged"
+    d = int(r.diverged_at)
+    assert 0 < d < 60
+    assert np.all(np.asarray(r.finite[:d])) and not np.any(np.asarray(r.finite[d:]))
+    assert np.all(np.isfinite(r.loss[:d])) and np.all(np.isnan(r.loss[d + 1 :]))
+    # The params stopped at their last finite value.
+    assert all(
+        bool(jnp.all(jnp.isfinite(p))) for p in jax.tree_util.tree_leaves(r.params)
+    )
+
+
+def test_clipping_turns_the_divergence_into_a_finite_run(diverged):
+    clipped = train(_exploding(clip_norm=1.0), progress=False)
+    assert diverged.outcome == "diverged"
+    assert clipped.outcome != "diverged" and int(clipped.diverged_at) == -1
+    assert np.all(np.isfinite(clipped.loss)) and np.all(np.asarray(clipped.finite))
+
+
+def test_float32_is_kept_under_x64(diverged):
+    for name in ("loss", "grad_norm", "log_grad_h0", "log_grad_lags", "final_loss"):
+        assert getattr(diverged, name).dtype == jnp.float32, name
+    for leaf in jax.tree_util.tree_leaves(diverged.params):
+        assert leaf.dtype == jnp.float32
+
+
+def _small(**kw):
+    defaults = dict(cell="gru", init="glorot", hidden=8, T=10, batch=16, steps=20)
+    return TrainConfig(**{**defaults, "learning_rate": 1e-2, **kw})
+
+
+def test_vmap_over_seeds_equals_separate_runs():
+    seeds = [0, 1, 2]
+    together = train(_small(dtype="float64"), seeds=seeds, progress=False)
+    assert together.loss.shape == (3, 20) and together.log_grad_lags.shape == (3, 20, 5)
+    assert together.seeds == tuple(seeds) and len(together.outcome) == 3
+    for i, seed in enumerate(seeds):
+        alone = train(_small(dtype="float64", seed=seed), progress=False)
+        one = jax.tree_util.tree_map(lambda x: np.asarray(x)[i], together)
+        _assert_results_close(one, alone, rtol=RTOL_VMAP64)
+        assert together.outcome[i] == alone.outcome
+    assert not np.allclose(together.loss[0], together.loss[1])  # seeds differ
+
+
+def test_chunks_and_progress_bar_do_not_change_the_run(monkeypatch):
+    updates = []
+
+    class FakeBar:
+        def __init__(self, total, **kw):
+            self.total = total
+
+        def update(self, n):
+            updates.append(n)
+
+        def set_postfix(self, **kw):
+            pass
+
+        def close(self):
+            updates.append("closed")
+
+    fake = types.ModuleType("tqdm")
+    fake.auto = types.ModuleType("tqdm.auto")
+    fake.auto.tqdm = FakeBar
+    monkeypatch.setitem(sys.modules, "tqdm", fake)
+    monkeypatch.setitem(sys.modules, "tqdm.auto", fake.auto)
+
+    config = _small(dtype="float64", seed=1)
+    whole = train(config, progress=False)
+    chunked = train(config, progress=True, chunk_size=10)
+    assert updates == [10, 10, "closed"]
+    _assert_results_close(whole, chunked, rtol=1e-12)
+
+
+def test_json_round_trip(diverged):
+    text = json.dumps(diverged.to_dict(), allow_nan=False)  # NaN/inf as strings
+    back = TrainResult.from_dict(json.loads(text))
+    assert back.config == diverged.config and back.outcome == diverged.outcome
+    assert back.lags == diverged.lags and back.baseline == diverged.baseline
+    assert back.seeds is None
+    leaves_a = jax.tree_util.tree_leaves(diverged)
+    leaves_b = jax.tree_util.tree_leaves(back)
+    assert len(leaves_a) == len(leaves_b)
+    for a, b in zip(leaves_a, leaves_b):
+        assert np.asarray(a).dtype == b.dtype
+        np.testing.assert_array_equal(np.asarray(a), b)  # exact, NaN == NaN
+
+
+def test_config_round_trip_and_hashable():
+    config = TrainConfig(
+        cell="gru",
+        task="copy",
+        T=5,
+        task_options={"length": 3, "alphabet": 4},
+        optimizer="sgd",
+        optimizer_options={"momentum": 0.9},
+        clip_norm=1.0,
+        tbptt=4,
+        lags=[3, 0, 3],
+    )
+    assert config.lags == (0, 3) and config.task_options == (
+        ("alphabet", 4),
+        ("length", 3),
+    )
+    assert config.spec.length == 11
+    back = TrainConfig.from_dict(json.loads(json.dumps(config.to_dict())))
+    assert back == config and hash(back) == hash(config)
+
+
+def test_critical_init_is_looked_up_lazily(monkeypatch):
+    if hasattr(gradspec.init, "critical"):
+        config = _profile_config("rnn", "tanh", "critical", 1.0)
+        result = train(config, progress=False)
+        assert bool(jnp.all(result.finite)) and result.params["cell"]["W_hh"].shape == (
+            8,
+            8,
+        )
+    monkeypatch.delattr(gradspec.init, "critical", raising=False)
+    config = _small(cell="rnn", init="critical")  # constructing is fine ...
+    with pytest.raises(NotImplementedError, match="critical"):  # ... training says why
+        train(config, progress=False)
+
+
+@pytest.mark.parametrize(
+    "kw, error, match",
+    [
+        (dict(cell="transformer"), ValueError, "`cell`"),
+        (dict(nonlinearity="softplus"), ValueError, "`nonlinearity`"),
+        (dict(cell="lstm", nonlinearity="relu"), ValueError, "`nonlinearity`"),
+        (dict(hidden=0), ValueError, "`hidden`"),
+        (dict(hidden=8.0), TypeError, "`hidden`"),
+        (dict(init="xavier"), ValueError, "`init`"),
+        (dict(gain=-1.0), ValueError, "`gain`"),
+        (dict(init="critical", gain=2.0), ValueError, "`gain`"),
+        (dict(task="mnist"), ValueError, "`task`"),
+        (dict(T=1), ValueError, "`T`"),
+        (dict(task_options={"alphabet": 3}), ValueError, "task_options"),
+        (dict(task="copy", task_options={"length": 0}), ValueError, "`length`"),
+        (dict(batch=0), ValueError, "`batch`"),
+        (dict(steps=0), ValueError, "`steps`"),
+        (dict(optimizer="adamm"), ValueError, "`optimizer`"),
+        (dict(learning_rate=0.0), ValueError, "`learning_rate`"),
+        (
+            dict(optimizer_options={"momentun": 0.9}, optimizer="sgd"),
+            ValueError,
+            "optimizer_options",
+        ),
+        (dict(clip_norm=0.0), ValueError, "`clip_norm`"),
+        (dict(tbptt=-1), ValueError, "`tbptt`"),
+        (dict(seed=-1), ValueError, "`seed`"),
+        (dict(lags=[0, 11]), ValueError, r"`lags\[1\]`"),
+        (dict(lags=[]), ValueError, "`lags`"),
+        (dict(dtype="float16"), ValueError, "`dtype`"),
+        (dict(solved_below=2.0), ValueError, "`solved_below`"),
+    ],
+)
+def test_config_errors(kw, error, match):
+    base = dict(T=10)
+    with pytest.raises(error, match=match):
+        TrainConfig(**{**base, **kw})
+
+
+def test_train_argument_errors():
+    config = _small()
+    with pytest.raises(TypeError, match="`config`"):
+        train(dataclasses.asdict(config))
+    with pytest.raises(ValueError, match="`seeds`"):
+        train(config, seeds=[])
+    with pytest.raises(ValueError, match=r"`seeds\[1\]`"):
+        train(config, seeds=[0, -3])
+    with pytest.raises(ValueError, match="`chunk_size`"):
+        train(config, chunk_size=0)
+    with pytest.raises(ValueError, match="`xs`"):
+        apply(config, init_params(config), jnp.zeros((10, 3)))

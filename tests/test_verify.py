@@ -1,0 +1,61 @@
+"""verify: prediction vs training, and its agreement rule."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from gradspec import cli
+from gradspec.train import TrainConfig
+from gradspec.verify import _check, format_table, observed_rate, verify
+
+
+def test_observed_rate_is_least_squares_slope():
+    lags = [0, 1, 5, 10, 20]
+    y = 0.3 - 0.25 * np.asarray(lags, float)
+    assert observed_rate(lags, y) == pytest.approx(-0.25, abs=1e-12)
+    # -inf (an exactly vanished gradient) is dropped, not propagated.
+    assert observed_rate(lags, np.r_[y[:4], -np.inf]) == pytest.approx(-0.25, abs=1e-12)
+    assert math.isnan(observed_rate([0, 1], [0.0, np.nan]))
+
+
+@pytest.mark.parametrize(
+    "pred, observed, outcome, agree",
+    [
+        ("vanishing", "vanishing", "stalled", True),
+        ("vanishing", "vanishing", "solved", False),
+        ("exploding", "exploding", "diverged", True),
+        ("exploding", "vanishing", "stalled", False),
+        ("critical", "critical", "solved", True),
+        ("critical", "critical", "diverged", False),
+    ],
+)
+def test_agreement_rule(pred, observed, outcome, agree):
+    ok, note = _check(pred, observed, outcome)
+    assert ok is agree and (note == "") is agree
+
+
+def test_verify_rows_on_a_tiny_grid():
+    common = dict(task="adding", T=30, hidden=32, steps=5, batch=8)
+    rows = verify([TrainConfig(init="gaussian", gain=0.3, **common),
+                   TrainConfig(init="gaussian", gain=3.0, **common)])
+    assert [r["predicted_regime"] for r in rows] == ["vanishing", "exploding"]
+    # The rate the training run observed at init agrees with the prediction's sign and,
+    # for the strongly contracting case, its size (mean field at N = 32: within 0.15).
+    assert rows[0]["observed_rate"] < 0 < rows[1]["observed_rate"]
+    assert rows[0]["observed_rate"] == pytest.approx(rows[0]["predicted_lambda"], abs=0.15)
+    json.dumps(rows, allow_nan=False)  # plain data
+    table = format_table(rows)
+    assert "gaussian(0.3)" in table and "vanishing" in table
+
+
+def test_verify_rejects_non_configs():
+    with pytest.raises(TypeError, match="grid\\[0\\]"):
+        verify([{"cell": "rnn"}])
+
+
+def test_cli_verify_json(capsys):
+    assert cli.main(["verify", "--T", "20", "--steps", "3", "--hidden", "16", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 5 and {r["outcome"] for r in rows} <= {"solved", "stalled", "diverged"}
