@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow test-gpu bench clean
+.PHONY: demo test test-slow test-gpu bench figures verify clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ test-slow: $(STAMP)
 
 test-gpu: $(STAMP)
 	$(BIN)/python -m pytest -q -m gpu
+
+figures: $(STAMP)
+	$(BIN)/gradspec figures --quick --out figures
+
+verify: $(STAMP)
+	$(BIN)/gradspec verify
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run --quick --out benchmarks/results.json

@@ -149,9 +149,11 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--progress", action="store_true", help="training progress bars (tqdm)")
     v.set_defaults(run=_verify)
 
+    from .figures import add_parser as _add_figures_parser
     from .sweep import add_parser as _add_sweep_parser
 
     _add_sweep_parser(sub)
+    _add_figures_parser(sub)
     return parser
 
 

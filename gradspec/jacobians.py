@@ -119,15 +119,19 @@ def default_readout(cell: Cell, size: int, dtype) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnames=("cell", "method"))
 def _gradient_profile(cell, params, xs, h0, readout, method):
-    _, _, vjp = _methods(cell, method)
-    _, prev = _states(cell, params, xs, h0)
+    if method == "autodiff":
+        forward = lambda p, h, x: (cell.step(p, h, x), (h, x))
+        backward = lambda p, res, g: Cell.vjp(cell, p, *res, g)
+    else:
+        forward, backward = cell.step_and_residuals, cell.vjp_from_residuals
+
+    _, residuals = lax.scan(lambda h, x: forward(params, h, x), h0, xs)
     norm0 = jnp.linalg.norm(readout)
     tiny = jnp.finfo(readout.dtype).tiny
 
-    def body(carry, inputs):
+    def body(carry, res):
         g, log_scale = carry
-        h_prev, x = inputs
-        g = vjp(params, h_prev, x, g)
+        g = backward(params, res, g)
         n = jnp.linalg.norm(g)
         # Renormalise every step and keep the scale as a log: no under/overflow at any T.
         # An exactly zero cotangent (dead ReLU units) stays zero with log-norm -inf.
@@ -136,7 +140,7 @@ def _gradient_profile(cell, params, xs, h0, readout, method):
         return (g, log_scale), log_scale
 
     init = (readout / jnp.where(norm0 > 0, norm0, 1.0), jnp.log(norm0))
-    _, log_norms = lax.scan(body, init, (prev, xs), reverse=True)
+    _, log_norms = lax.scan(body, init, residuals, reverse=True)
     # log_norms[j] = log ||dL/dh_j|| for j = 0..T-1; lag k = T - j.
     return jnp.concatenate([jnp.log(norm0)[None], log_norms[::-1]])
 

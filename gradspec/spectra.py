@@ -121,18 +121,23 @@ def _product_singular_values(cell, params, xs, h0, method, max_sweeps, rtol):
         return q, logd_f.sum(0), logd_b.sum(0)
 
     def cond(state):
-        _, prev_est, est, i = state
-        scale = 1.0 + jnp.max(jnp.abs(est))
-        return (i < max_sweeps) & (jnp.max(jnp.abs(est - prev_est)) > rtol * scale)
+        _, est_f, est_b, delta_prev, i = state
+        delta = jnp.max(jnp.abs(est_b - est_f))
+        converged = delta <= rtol * (1.0 + jnp.max(jnp.abs(est_b)))
+        # Stop too once the change no longer shrinks: the rounding floor (~T eps in the
+        # summed logs) is reached, and more sweeps would not make the values better.
+        return (i < max_sweeps) & ~converged & (delta < 0.5 * delta_prev)
 
     def body(state):
-        q, _, est, i = state
+        q, est_f, est_b, _, i = state
+        delta_prev = jnp.max(jnp.abs(est_b - est_f))
         q, est_f, est_b = sweep(q)
         # Compare the two half-sweeps' estimates: equal once R has become diagonal.
-        return q, est_f, est_b, i + 1
+        return q, est_f, est_b, delta_prev, i + 1
 
     q, est_f, est_b = sweep(jnp.eye(size, dtype=h0.dtype))
-    _, _, est, _ = lax.while_loop(cond, body, (q, est_f, est_b, 1))
+    inf = jnp.asarray(jnp.inf, h0.dtype)
+    _, _, est, _, _ = lax.while_loop(cond, body, (q, est_f, est_b, inf, 1))
     return jnp.sort(est)[::-1]
 
 
@@ -151,7 +156,8 @@ def product_singular_values(
     Alternating QR sweeps through :math:`P_T` and :math:`P_T^\top` (never formed) make
     the accumulated triangular factor diagonal; its log-diagonal, summed over steps in
     the log domain, is :math:`\log \sigma_i(P_T)`. Stops when two half-sweeps agree to
-    ``rtol * (1 + max|log sigma|)`` or after ``max_sweeps``. Widely separated singular
+    ``rtol * (1 + max|log sigma|)``, when their difference stops halving (the rounding
+    floor), or after ``max_sweeps``. Widely separated singular
     values (the common case at large T) converge in one or two sweeps; exactly equal
     ones (orthogonal W) in one.
 

@@ -146,3 +146,13 @@ def test_cell_errors():
         gradspec.trajectory(lambda p, h, x: h, {}, jnp.zeros((3, 1)))
     with pytest.raises(TypeError, match="cell"):
         gradspec.trajectory("lstm", {}, jnp.zeros((3, 1)))
+
+
+@pytest.mark.parametrize("name, ref", [("tanh", lambda a: 1 / np.cosh(a) ** 2),
+                                       ("sigmoid", lambda a: np.exp(-a) / (1 + np.exp(-a)) ** 2)])
+def test_slopes_keep_relative_precision_in_float32(name, ref):
+    # 1 - tanh(a)^2 is exactly 0 in float32 at a = 10; sech^2(10) = 8.2e-9 is not.
+    a = np.array([-30.0, -10.0, -3.0, 0.0, 0.5, 4.0, 10.0, 30.0])
+    got = cells.RNN(name).slope(jnp.asarray(a, jnp.float32))
+    assert got.dtype == jnp.float32
+    np.testing.assert_allclose(got, ref(a), rtol=1e-5)  # float32 eps times a few ops

@@ -1,0 +1,493 @@
+r"""gradient_profile: every lag's gradient norm in one reverse scan, vs the naive ways.
+
+Problem: tanh RNN (``_runner.rnn_problem``), readout r = 1/sqrt(N), L = r . h_T; the
+profile is :math:`\ell_k = \log\|\partial L/\partial h_{T-k}\|`, k = 0..T.
+
+Methods timed in the same interleaved rounds (``_runner.time_calls``), with their FLOP
+counts (per sequence; times B for a batch; O(N T) terms and the D = 1 input dropped):
+
+=============================  =====================================================
+``gradspec``                   ``gradient_profile``: forward scan 2N^2 T, reverse scan
+                               of VJPs 2N^2 T, plus the closed-form VJP recomputing
+                               the pre-activation W_hh h_{t-1}: 2N^2 T.
+                               **6 N^2 T**.
+``plain_grad_h0``              ``jax.grad`` of L w.r.t. h_0 through ``lax.scan``: one
+                               plain forward + backward pass, **4 N^2 T**. This is
+                               the target's yardstick (profile <= 2x this).
+``plain_grad_params``          ``jax.grad`` of L (summed over the batch) w.r.t. the
+                               params: 4 N^2 T + 2 N^2 T for dW_hh, **6 N^2 T**.
+``fix_saved_slopes``           not library code: the profile with f'(a_t) saved by
+                               the forward scan instead of recomputed, **4 N^2 T**
+                               (the suggested fix, see the report).
+``grad_all_states``            ``jax.grad`` w.r.t. zero perturbations of every state:
+                               all lags in one backward pass, **4 N^2 T**, but not in
+                               the log domain (underflows in float32 at large T).
+``jacrev_full``                ``jax.jacrev`` of the unrolled map h_0 -> h_T (the full
+                               N x N Jacobian dh_T/dh_0): forward 2N^2 T + N
+                               cotangents backward 2N^3 T, **2N^3 T**; gives lag T
+                               only (one of the T + 1 entries).
+``per_lag_grad``               one ``jax.grad`` per lag k, of L w.r.t. h_{T-k} through
+                               k steps (4 N^2 k each, one compilation each); a few
+                               lags are timed, t(k) = a + b k is fitted and summed over
+                               k = 1..T: **2 N^2 T (T + 1)**. Compile time is extra
+                               and not extrapolated.
+``numpy_f64_loop``             Python loop in float64 numpy, renormalised each step
+                               (log domain): **4 N^2 T**. Also the accuracy reference.
+``torch_autograd``             PyTorch forward loop + one ``torch.autograd.grad`` for
+                               all states: **4 N^2 T**, in the case's dtype.
+=============================  =====================================================
+
+Naive baselines run at batch 1 (their batched cost is B times by construction).
+
+Accuracy: max over lags of |l_k - l_k^ref| (natural log, i.e. the relative error of
+the norm) against the float64 numpy loop. Tolerance: float32 ``TOL_F32_PER_STEP * T``
+(a few float32 roundings of the renormalised cotangent per step, accumulated over T
+steps, plus the float32 trajectory's own rounding), float64 ``TOL_F64_PER_STEP * T``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+import gradspec
+
+from . import _runner as R
+
+BENCH = "gradient_profile"
+TOL_PER_STEP = {"float32": 5e-6, "float64": 1e-12}
+TOL_FLOOR = {"float32": 1e-4, "float64": 1e-10}
+
+FLOPS = {
+    "gradspec": ("6 N^2 T B", lambda N, T, B: 6 * N**2 * T * B),
+    "plain_grad_h0": ("4 N^2 T B", lambda N, T, B: 4 * N**2 * T * B),
+    "plain_grad_params": ("6 N^2 T B", lambda N, T, B: 6 * N**2 * T * B),
+    "fix_saved_slopes": ("4 N^2 T B", lambda N, T, B: 4 * N**2 * T * B),
+    "grad_all_states": ("4 N^2 T", lambda N, T, B: 4 * N**2 * T),
+    "jacrev_full": ("2 N^3 T (lag T only)", lambda N, T, B: 2 * N**3 * T),
+    "per_lag_grad": (
+        "2 N^2 T (T + 1) (all lags, extrapolated)",
+        lambda N, T, B: 2 * N**2 * T * (T + 1),
+    ),
+    "numpy_f64_loop": ("4 N^2 T", lambda N, T, B: 4 * N**2 * T),
+    "torch_autograd": ("4 N^2 T", lambda N, T, B: 4 * N**2 * T),
+}
+
+
+def tolerance(dtype: str, T: int) -> float:
+    return TOL_FLOOR[dtype] + TOL_PER_STEP[dtype] * T
+
+
+# ------------------------------------------------------------------ JAX methods
+def log_norm(g, axis=None):
+    """log ||g||_2 without squaring under/overflow (scaled by max |g|): the baselines'
+    gradients are judged on whether *they* are representable, not their squares."""
+    m = jnp.max(jnp.abs(g), axis=axis, keepdims=True)
+    safe = jnp.where(m > 0, m, 1)
+    s = jnp.sum((g / safe) ** 2, axis=axis, keepdims=True)
+    out = jnp.where(m > 0, jnp.log(safe) + 0.5 * jnp.log(s), -jnp.inf)
+    return jnp.squeeze(out, axis) if axis is not None else out.reshape(())
+
+
+def _run(cell, params, h0, xs):
+    return lax.scan(lambda h, x: (cell.step(params, h, x), None), h0, xs)[0]
+
+
+def make_profile(cell):
+    return lambda params, xs, h0: gradspec.gradient_profile(cell, params, xs, h0)
+
+
+def make_plain_grad_h0(cell, readout):
+    def fn(params, xs, h0):
+        return jax.grad(lambda h: readout @ _run(cell, params, h, xs))(h0)
+
+    return fn
+
+
+def make_plain_grad_params(cell, readout, batch):
+    def loss(params, xs, h0):
+        if batch == 1:
+            return readout @ _run(cell, params, h0, xs)
+        return jnp.sum(
+            jax.vmap(lambda x, h: readout @ _run(cell, params, h, x))(xs, h0)
+        )
+
+    return jax.grad(loss)
+
+
+def make_fix_saved_slopes(cell, readout):
+    """The profile with f'(a_t) saved by the forward scan (4 N^2 T instead of 6)."""
+
+    def fn(params, xs, h0):
+        def fwd(h, x):
+            a = cell.preactivation(params, h, x)
+            return cell.f(a), cell.slope(a)
+
+        _, slopes = lax.scan(fwd, h0, xs)
+        norm0 = jnp.linalg.norm(readout)
+        tiny = jnp.finfo(readout.dtype).tiny
+
+        def bwd(carry, d):
+            g, log_scale = carry
+            g = (g * d) @ params["W_hh"]
+            n = jnp.linalg.norm(g)
+            g = g / jnp.where(n > tiny, n, 1.0)
+            log_scale = log_scale + jnp.log(n)
+            return (g, log_scale), log_scale
+
+        _, logs = lax.scan(bwd, (readout / norm0, jnp.log(norm0)), slopes, reverse=True)
+        return jnp.concatenate([jnp.log(norm0)[None], logs[::-1]])
+
+    return fn
+
+
+def make_grad_all_states(cell, readout):
+    def fn(params, xs, h0):
+        def loss(h0, deltas):
+            def body(h, inp):  # h_t = F(h_{t-1}, x_t) + delta_t: dL/d delta_t = dL/dh_t
+                return cell.step(params, h, inp[0]) + inp[1], None
+
+            return readout @ lax.scan(body, h0, (xs, deltas))[0]
+
+        g0, gs = jax.grad(loss, argnums=(0, 1))(
+            h0, jnp.zeros((xs.shape[0], h0.shape[0]), h0.dtype)
+        )
+        return log_norm(jnp.concatenate([gs[::-1], g0[None]]), axis=1)  # lags 0..T
+
+    return fn
+
+
+def make_jacrev_full(cell, readout):
+    def fn(params, xs, h0):
+        J = jax.jacrev(lambda h: _run(cell, params, h, xs))(h0)  # dh_T/dh_0, (N, N)
+        return log_norm(readout @ J)  # lag T
+
+    return fn
+
+
+def make_lag_grad(cell, readout):
+    def fn(params, xs_tail, h_start):
+        g = jax.grad(lambda h: readout @ _run(cell, params, h, xs_tail))(h_start)
+        return log_norm(g)
+
+    return fn
+
+
+# ------------------------------------------------------------------ host methods
+def numpy_profile(W, Wx, b, xs, h0, r):
+    """float64 reference: forward loop saving f'(a), reverse loop renormalised."""
+    T = xs.shape[0]
+    h, slopes = h0, np.empty((T, h0.shape[0]))
+    for t in range(T):
+        h = np.tanh(W @ h + Wx @ xs[t] + b)
+        slopes[t] = 1.0 - h * h
+    n0 = np.linalg.norm(r)
+    g, log_scale, out = r / n0, math.log(n0), [math.log(n0)]
+    for t in range(T - 1, -1, -1):
+        g = (g * slopes[t]) @ W
+        n = np.linalg.norm(g)
+        g = g / n if n > 0 else g
+        log_scale += math.log(n) if n > 0 else -math.inf
+        out.append(log_scale)
+    return np.array(out)
+
+
+def torch_profile(torch, W, Wx, b, xs, h0, r):
+    h = h0.clone().requires_grad_(True)
+    states = [h]
+    for t in range(xs.shape[0]):
+        h = torch.tanh(W @ h + Wx @ xs[t] + b)
+        states.append(h)
+    grads = torch.stack(torch.autograd.grad(r @ h, states)[::-1])  # lags 0..T
+    m = grads.abs().amax(1, keepdim=True)  # scaled norm: no underflow of the squares
+    safe = torch.where(m > 0, m, torch.ones_like(m))
+    out = torch.log(safe[:, 0]) + 0.5 * torch.log(((grads / safe) ** 2).sum(1))
+    return torch.where(m[:, 0] > 0, out, -torch.inf).detach().cpu().numpy()
+
+
+def torch_args(torch, prob: R.Problem, device):
+    dt = {"float32": torch.float32, "float64": torch.float64}[prob.dtype]
+    tdev = "cuda" if device.platform == "gpu" and torch.cuda.is_available() else "cpu"
+    xs, h0 = prob.first()
+    p = prob.params
+    arrays = (p["W_hh"], p["W_xh"], p["b"], xs, h0, prob.readout)
+    args = [torch.tensor(np.asarray(a), dtype=dt, device=tdev) for a in arrays]
+
+    def sync(out):
+        if tdev == "cuda":
+            torch.cuda.synchronize()
+        return out
+
+    return args, sync, tdev
+
+
+# ------------------------------------------------------------------ one case
+def per_lag_lags(T: int, count: int) -> list:
+    return sorted({max(1, round(T * (i + 1) / count)) for i in range(count)})
+
+
+def extrapolate_lags(lags, best_times, T):
+    """Least-squares t(k) = a + b k, summed over k = 1..T (a clamped at >= 0)."""
+    k = np.asarray(lags, float)
+    t = np.asarray(best_times, float)
+    if len(k) >= 2:
+        b, a = np.polyfit(k, t, 1)
+        if a < 0:  # noise: force through the origin
+            a, b = 0.0, float((k @ t) / (k @ k))
+    else:
+        a, b = 0.0, float(t[0] / k[0])
+    total = T * a + b * T * (T + 1) / 2
+    return {
+        "seconds": float(total),
+        "from_lags": [int(x) for x in lags],
+        "lag_best_s": [float(x) for x in t],
+        "fit_a_s": float(a),
+        "fit_b_s_per_lag": float(b),
+        "how": "least-squares t(k) = a + b k over the timed lags, summed over k = 1..T",
+    }
+
+
+def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
+    N, T, B, dtype = prob.N, prob.T, prob.batch, prob.dtype
+    case = prob.case()
+    cell, params, xs, h0, r = prob.cell, prob.params, prob.xs, prob.h0, prob.readout
+    ax = (None, 0, 0)
+    prepared = {
+        "gradspec": R.jax_call(R.batched(make_profile(cell), B, ax), params, xs, h0),
+        "plain_grad_h0": R.jax_call(
+            R.batched(make_plain_grad_h0(cell, r), B, ax), params, xs, h0
+        ),
+        "fix_saved_slopes": R.jax_call(
+            R.batched(make_fix_saved_slopes(cell, r), B, ax), params, xs, h0
+        ),
+    }
+    if B == 1 or cfg.mode == "full":
+        prepared["plain_grad_params"] = R.jax_call(
+            make_plain_grad_params(cell, r, B), params, xs, h0
+        )
+    skipped = []
+    lags = []
+    if B == 1:
+        prepared["grad_all_states"] = R.jax_call(
+            make_grad_all_states(cell, r), params, xs, h0
+        )
+        if 2 * N**3 * T <= 2e12 or cfg.mode == "full":
+            prepared["jacrev_full"] = R.jax_call(
+                make_jacrev_full(cell, r), params, xs, h0
+            )
+        states = gradspec.trajectory(cell, params, xs, h0)
+        all_states = jnp.concatenate([h0[None], states])  # h_0..h_T
+        lag_fn = jax.jit(make_lag_grad(cell, r))
+        lags = per_lag_lags(T, cfg.per_lag_count)
+        for k in lags:
+            prepared[f"lag:{k}"] = R.jax_call(
+                lag_fn, params, xs[T - k :], all_states[T - k]
+            )
+        np_args = prob.numpy64()
+        prepared["numpy_f64_loop"] = R.host_call(numpy_profile, *np_args)
+        if torch:
+            targs, tsync, _ = torch_args(torch, prob, device)
+            prepared["torch_autograd"] = R.host_call(
+                lambda *a: torch_profile(torch, *a), *targs, sync=tsync
+            )
+        else:
+            skipped.append(("torch_autograd", torch.reason))
+    timings = R.time_calls(prepared, cfg)
+
+    # float64 reference (first sequence of the batch)
+    ref = (
+        timings["numpy_f64_loop"].output
+        if "numpy_f64_loop" in timings
+        else numpy_profile(*prob.numpy64())
+    )
+    tol = tolerance(dtype, T)
+    ref_name = "numpy float64 loop (log domain), first sequence"
+
+    def acc_full(out):
+        out = np.asarray(out)
+        out = out if B == 1 or out.ndim == 1 else out[0]
+        return R.accuracy(
+            R.max_abs_error(out, ref), tol, "max_k |log-norm error|", ref_name
+        )
+
+    recs = []
+    for name in (
+        "gradspec",
+        "fix_saved_slopes",
+        "grad_all_states",
+        "numpy_f64_loop",
+        "torch_autograd",
+    ):
+        if name not in timings:
+            continue
+        acc = acc_full(timings[name].output)
+        if name == "numpy_f64_loop":
+            acc["note"] = "this is the reference itself"
+        formula, count = FLOPS[name]
+        recs.append(
+            R.record(
+                env=env,
+                benchmark=BENCH,
+                method=name,
+                library=name == "gradspec",
+                case=case,
+                timing=timings[name],
+                flops=count(N, T, B),
+                flop_formula=formula,
+                peaks=peaks,
+                accuracy=acc,
+                lags_covered=T + 1,
+            )
+        )
+    for name in ("plain_grad_h0", "plain_grad_params"):
+        if name not in timings:
+            continue
+        t = timings[name]
+        if name == "plain_grad_h0":
+            g = np.asarray(t.output)
+            g = g if B == 1 else g[0]
+            err = R.max_abs_error(log_norm(jnp.asarray(g, jnp.float64)), ref[T])
+            acc = R.accuracy(err, tol, "|log||dL/dh_0|| error| (lag T)", ref_name)
+        else:
+            acc = R.not_checked(
+                "yardstick only: a parameter gradient, not a profile entry"
+            )
+        formula, count = FLOPS[name]
+        recs.append(
+            R.record(
+                env=env,
+                benchmark=BENCH,
+                method=name,
+                library=False,
+                case=case,
+                timing=t,
+                flops=count(N, T, B),
+                flop_formula=formula,
+                peaks=peaks,
+                accuracy=acc,
+                lags_covered=0 if name == "plain_grad_params" else 1,
+            )
+        )
+    if "jacrev_full" in timings:
+        t = timings["jacrev_full"]
+        acc = R.accuracy(
+            R.max_abs_error(t.output, ref[T]), tol, "|log-norm error| (lag T)", ref_name
+        )
+        formula, count = FLOPS["jacrev_full"]
+        recs.append(
+            R.record(
+                env=env,
+                benchmark=BENCH,
+                method="jacrev_full",
+                library=False,
+                case=case,
+                timing=t,
+                flops=count(N, T, B),
+                flop_formula=formula,
+                peaks=peaks,
+                accuracy=acc,
+                lags_covered=1,
+                all_lags_estimate_s=t.best * (T + 1) / 2,
+                note="measured for lag T only; all lags by this route "
+                "~ (T+1)/2 times this (cost linear in the lag)",
+            )
+        )
+    elif B == 1:
+        recs.append(
+            R.skipped(
+                env=env,
+                benchmark=BENCH,
+                method="jacrev_full",
+                library=False,
+                case=case,
+                reason="2 N^3 T > 2e12 flops outside --full mode",
+            )
+        )
+    if lags:
+        lag_t = [timings[f"lag:{k}"] for k in lags]
+        ext = extrapolate_lags(lags, [t.best for t in lag_t], T)
+        ext["median_seconds"] = extrapolate_lags(lags, [t.median for t in lag_t], T)[
+            "seconds"
+        ]
+        errs = [R.max_abs_error(t.output, ref[k]) for k, t in zip(lags, lag_t)]
+        acc = R.accuracy(
+            max(errs), tol, "max over timed lags |log-norm error|", ref_name
+        )
+        merged = R.Timing(
+            sum(t.compile_s for t in lag_t),
+            sum(t.warmup_s for t in lag_t),
+            [sum(ts) for ts in zip(*[t.times_s for t in lag_t])],
+        )
+        formula, count = FLOPS["per_lag_grad"]
+        recs.append(
+            R.record(
+                env=env,
+                benchmark=BENCH,
+                method="per_lag_grad",
+                library=False,
+                case=case,
+                timing=merged,
+                flops=count(N, T, B),
+                flop_formula=formula,
+                peaks=peaks,
+                accuracy=acc,
+                extrapolated=ext,
+                lags_covered=T,
+                note=f"timed lags {lags}, extrapolated to all T lags; compile "
+                "time covers the timed lags only (one compilation per lag)",
+            )
+        )
+    for name, why in skipped:
+        recs.append(
+            R.skipped(
+                env=env,
+                benchmark=BENCH,
+                method=name,
+                library=False,
+                case=case,
+                reason=why,
+                flop_formula=FLOPS[name][0],
+            )
+        )
+    R.add_ratios(recs, "gradspec")
+    return recs
+
+
+def run(cfg, env, peaks, device) -> list:
+    out = []
+    for N, T, dtype, B in cfg.grid("gradient_profile"):
+        prob = R.rnn_problem(N, T, dtype, B, device)
+        case = prob.case()
+        est = 6 * N**2 * T * B / (0.02 * peaks[dtype]["best_flops"])  # 2% of peak: GEMV
+        if est * (cfg.repeats + 2) > cfg.budget_s * 4:
+            out.append(
+                R.skipped(
+                    env=env,
+                    benchmark=BENCH,
+                    method="gradspec",
+                    library=True,
+                    case=case,
+                    reason=f"estimated {est:.1f} s per call is over "
+                    f"the budget ({cfg.budget_s} s) of --{cfg.mode}",
+                )
+            )
+            continue
+        R.log(f"[{BENCH}] N={N} T={T} {dtype} B={B}")
+        try:
+            out += run_case(cfg, env, peaks, device, prob, R.torch_for(cfg, N))
+        except Exception as err:  # noqa: BLE001 - recorded, the run goes on
+            out.append(
+                R.failed(
+                    env=env,
+                    benchmark=BENCH,
+                    method="gradspec",
+                    library=True,
+                    case=case,
+                    err=err,
+                )
+            )
+    return out

@@ -1,0 +1,237 @@
+"""The benchmark runner: a tiny run end to end (JSON schema, accuracy within tolerance,
+targets, Markdown, figures) plus the helpers whose arithmetic the numbers rest on.
+
+The tiny run is a subprocess (``python -m benchmarks.run --tiny``), as a user runs it:
+the runner configures OpenBLAS threads before numpy loads, and must not inherit this
+suite's strict promotion settings. XLA's slow optimisation passes are switched off for
+it: tiny timings mean nothing, and compilation is most of its cost.
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+RECORD_KEYS = {
+    "benchmark",
+    "method",
+    "library",
+    "status",
+    "reason",
+    "device_platform",
+    "device_kind",
+    "device_count",
+    "jax",
+    "jaxlib",
+    "dtype",
+    "N",
+    "T",
+    "batch",
+    "flop_formula",
+    "compile_s",
+    "run_best_s",
+    "run_median_s",
+    "repeats",
+    "flops",
+    "extrapolated",
+    "accuracy",
+}
+ACCURACY_KEYS = {"metric", "reference", "value", "tolerance", "within_tolerance"}
+BENCHMARKS = {
+    "gradient_profile",
+    "product_singular_values",
+    "lyapunov_spectrum",
+    "lyapunov_topk",
+    "step_jacobians",
+    "predict",
+}
+
+
+def _strict_json(path):
+    def reject(name):
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    with open(path) as f:
+        return json.load(f, parse_constant=reject)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "results.json"
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = (
+        env.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
+        " --xla_llvm_disable_expensive_passes=true"
+    ).strip()
+    env["JAX_PLATFORMS"] = "cpu"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.run",
+            "--tiny",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ],
+        check=False,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, _strict_json(out)
+
+
+def test_top_level_schema(tiny):
+    path, res = tiny
+    assert res["schema_version"] == 1 and res["mode"] == "tiny"
+    for key in (
+        "device_platform",
+        "device_kind",
+        "device_count",
+        "jax",
+        "jaxlib",
+        "openblas_num_threads",
+    ):
+        assert key in res["env"], key
+    assert res["env"]["device_count"] >= 1
+    for dtype in ("float32", "float64"):
+        assert res["peaks"][dtype]["best_flops"] > 0
+        assert all(v > 0 for v in res["peaks"][dtype]["by_n"].values())
+    assert res["peaks"]["stream_bytes_per_s"] > 0
+    assert res["total_s"] > 0
+    assert os.path.exists(os.path.splitext(path)[0] + ".md")
+
+
+def test_records_schema(tiny):
+    _, res = tiny
+    recs = res["records"]
+    assert {r["benchmark"] for r in recs} == BENCHMARKS
+    for r in recs:
+        if r["method"] == "scaling":
+            assert r["time_exponent_in_k"] is None or math.isfinite(
+                r["time_exponent_in_k"]
+            )
+            continue
+        assert RECORD_KEYS <= set(r), (
+            r["benchmark"],
+            r["method"],
+            RECORD_KEYS - set(r),
+        )
+        assert r["status"] in ("ok", "skipped", "error")
+        assert r["dtype"] in ("float32", "float64")
+        assert r["status"] != "error", (r["benchmark"], r["method"], r["reason"])
+        if r["status"] == "skipped":
+            assert r["reason"]
+            continue
+        assert ACCURACY_KEYS <= set(r["accuracy"]) or "not_checked" in r["accuracy"]
+        assert r["repeats"] >= 1 and len(r["times_s"]) == r["repeats"]
+        assert r["run_best_s"] > 0
+        if r["extrapolated"] is None:
+            assert r["run_best_s"] <= r["run_median_s"]
+            assert r["run_best_s"] == min(r["times_s"])
+        if r["compile_s"] is not None:
+            assert r["compile_s"] >= 0
+        if r.get("flops_per_s") is not None:
+            assert r["flops_per_s"] > 0 and r["frac_of_peak"] > 0
+
+
+def test_library_accuracy_within_tolerance(tiny):
+    _, res = tiny
+    checked = 0
+    for r in res["records"]:
+        acc = r.get("accuracy") or {}
+        if r["status"] != "ok" or not r["library"] or acc.get("metric") is None:
+            continue
+        assert acc["within_tolerance"], (r["benchmark"], r["method"], r["dtype"], acc)
+        assert (
+            isinstance(acc["value"], (int, float)) and acc["value"] <= acc["tolerance"]
+        )
+        checked += 1
+    assert checked >= 10
+
+
+def test_baselines_and_ratios_present(tiny):
+    _, res = tiny
+    prof = [
+        r
+        for r in res["records"]
+        if r["benchmark"] == "gradient_profile"
+        and r["batch"] == 1
+        and r["status"] == "ok"
+    ]
+    methods = {r["method"] for r in prof}
+    expected = {
+        "gradspec",
+        "plain_grad_h0",
+        "per_lag_grad",
+        "jacrev_full",
+        "numpy_f64_loop",
+    }
+    if res["env"]["torch"] is not None:
+        expected.add("torch_autograd")
+    assert expected <= methods
+    main = next(r for r in prof if r["method"] == "gradspec")
+    assert expected - {"gradspec"} <= set(main["speedup_vs"])
+    per_lag = next(r for r in prof if r["method"] == "per_lag_grad")
+    assert (
+        per_lag["extrapolated"]["from_lags"] and per_lag["lags_covered"] == per_lag["T"]
+    )
+    # every non-library record is checked against float64 too (or says why not)
+    for r in res["records"]:
+        if r["status"] == "ok" and not r["library"]:
+            acc = r["accuracy"]
+            assert acc.get("metric") is not None or acc.get("not_checked")
+
+
+def test_targets(tiny):
+    _, res = tiny
+    names = [t["name"] for t in res["targets"]]
+    assert len(names) == 4
+    for t in res["targets"]:
+        assert {"name", "goal", "measured", "met"} <= set(t)
+        assert t["met"] in (True, False, None)
+    assert res["targets"][0]["measured"] > 0  # profile vs plain grad: measured in tiny
+
+
+def test_plot_writes_png_and_pdf_without_global_style(tiny, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from benchmarks import plot
+
+    before = matplotlib.rcParams["pdf.fonttype"]
+    paths = plot.plot(tiny[1], str(tmp_path))
+    assert matplotlib.rcParams["pdf.fonttype"] == before  # rc_context, not global
+    assert {os.path.splitext(p)[1] for p in paths} == {".png", ".pdf"}
+    assert len(paths) == 6 and all(os.path.getsize(p) > 0 for p in paths)
+    with open(next(p for p in paths if p.endswith(".pdf")), "rb") as f:
+        assert b"/Type3" not in f.read()  # fonttype 42: TrueType, editable text
+
+
+def test_per_lag_extrapolation_is_exact_for_linear_times():
+    from benchmarks.bench_gradient_profile import extrapolate_lags
+
+    a, b, T = 1e-3, 2e-5, 1000
+    lags = [250, 500, 1000]
+    ext = extrapolate_lags(lags, [a + b * k for k in lags], T)
+    assert ext["seconds"] == pytest.approx(T * a + b * T * (T + 1) / 2, rel=1e-9)
+
+
+def test_sanitize_makes_strict_json():
+    from benchmarks._runner import as_float, sanitize
+
+    out = sanitize({"a": [math.inf, -math.inf, math.nan, np.float32(1.5)], "b": (1, 2)})
+    assert out == {"a": ["inf", "-inf", "nan", 1.5], "b": [1, 2]}
+    json.dumps(out, allow_nan=False)
+    assert as_float("inf") == math.inf and as_float(2) == 2.0

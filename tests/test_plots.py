@@ -1,0 +1,547 @@
+"""Plots, house style and the figure generator: the artists carry the data they were
+given (not just "no exception"), saved files have TrueType fonts and the asked size."""
+
+import importlib
+import math
+import struct
+
+import jax.numpy as jnp
+import jax.random as jr
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+import gradspec
+import gradspec.plots as gp
+import gradspec.style as gs_style
+from gradspec import figures, theory
+
+LN10 = math.log(10.0)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _by_gid(artists, gid):
+    found = [a for a in artists if a.get_gid() == gid]
+    assert len(found) == 1, (gid, [a.get_gid() for a in artists])
+    return found[0]
+
+
+def _rnn(nonlinearity, gain, key, *, N=8, T=30, input_scale=0.1):
+    cell = gradspec.cells.RNN(nonlinearity)
+    k_p, k_x = jr.split(key)
+    params = cell.init(k_p, N, 1, recurrent_init=gradspec.init.gaussian(gain))
+    xs = input_scale * jr.normal(k_x, (T, 1))
+    return cell, params, xs
+
+
+# -- style -----------------------------------------------------------------------------
+
+
+def test_style_is_never_applied_on_import():
+    before = dict(matplotlib.rcParams)
+    for module in (gs_style, gp, figures):
+        importlib.reload(module)
+    assert dict(matplotlib.rcParams) == before
+    assert matplotlib.rcParams["pdf.fonttype"] == before["pdf.fonttype"]
+
+
+def test_style_context_applies_and_restores():
+    before = matplotlib.rcParams["pdf.fonttype"], matplotlib.rcParams["font.size"]
+    with gs_style.context({"font.size": 11}):
+        assert matplotlib.rcParams["pdf.fonttype"] == 42
+        assert matplotlib.rcParams["ps.fonttype"] == 42
+        assert matplotlib.rcParams["font.size"] == 11
+        assert matplotlib.rcParams["figure.constrained_layout.use"]
+    assert (
+        matplotlib.rcParams["pdf.fonttype"],
+        matplotlib.rcParams["font.size"],
+    ) == before
+
+
+def test_plot_functions_leave_rcparams_alone(getkey):
+    before = dict(matplotlib.rcParams)
+    gp.plot_eigenvalues(np.array([0.5 + 0.5j, -0.2]), gain=1.0)
+    assert dict(matplotlib.rcParams) == before
+
+
+def test_figsize_and_palette():
+    assert gs_style.figsize("one", 0.5) == (3.25, 1.625)
+    assert gs_style.figsize("two")[0] == 6.75
+    assert gs_style.figsize(2.0, 1.0) == (2.0, 2.0)
+    with pytest.raises(ValueError, match="width"):
+        gs_style.figsize("three")
+    with pytest.raises(ValueError, match="aspect"):
+        gs_style.figsize("one", 0.0)
+    # Okabe–Ito: eight distinct colours; the regime and outcome colours come from it.
+    assert len(set(gs_style.OKABE_ITO.values())) == 8
+    assert set(gs_style.REGIME_COLORS.values()) <= set(gs_style.OKABE_ITO.values())
+    assert set(gs_style.OUTCOME_COLORS.values()) <= set(gs_style.OKABE_ITO.values())
+
+
+def _png_header(path):
+    """(width, height, dpi) from the IHDR and pHYs chunks of a PNG."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    i = data.index(b"pHYs")
+    ppm_x, ppm_y, unit = struct.unpack(">IIB", data[i + 4 : i + 13])
+    assert unit == 1 and ppm_x == ppm_y  # pixels per metre
+    return width, height, ppm_x * 0.0254
+
+
+def test_save_png_size_dpi_and_truetype_pdf(tmp_path, getkey):
+    cell, params, xs = _rnn("tanh", 1.5, getkey())
+    prof = gradspec.gradient_profile(cell, params, xs)
+    # Mathtext-heavy labels: the case where Type 3 fonts would creep in.
+    fig = gp.plot_gradient_profiles(
+        [
+            {
+                "label": r"$\hat\lambda = -0.25$, $g^*$",
+                "log_norms": prof,
+                "lambda_max": -0.1,
+            }
+        ]
+    )
+    paths = gs_style.save(fig, tmp_path / "sub" / "fig", dpi=80)
+    assert [p.name for p in paths] == ["fig.png", "fig.pdf", "fig.svg"]
+    width, height, dpi = _png_header(paths[0])
+    w_in, h_in = fig.get_size_inches()
+    assert (width, height) == (round(w_in * 80), round(h_in * 80))
+    assert dpi == pytest.approx(80, abs=0.02)  # pHYs holds whole pixels per metre
+    image = matplotlib.image.imread(paths[0])
+    assert image.shape[:2] == (height, width)
+    pdf = paths[1].read_bytes()
+    assert b"/FontFile2" in pdf  # TrueType embedded
+    assert b"/Subtype /Type3" not in pdf
+    assert paths[2].read_text().lstrip().startswith("<?xml")
+    # Control: the same figure saved with matplotlib's default fonttype 3 does have
+    # Type 3 fonts, so the scan above can fail.
+    with matplotlib.rc_context({"pdf.fonttype": 3}):
+        fig.savefig(tmp_path / "type3.pdf")
+    assert b"/Subtype /Type3" in (tmp_path / "type3.pdf").read_bytes()
+
+
+def test_save_rejects_bad_format(tmp_path):
+    fig = plt.figure()
+    with pytest.raises(ValueError, match="formats"):
+        gs_style.save(fig, tmp_path / "x", formats=("jpg",))
+    with pytest.raises(ValueError, match="dpi"):
+        gs_style.save(fig, tmp_path / "x", dpi=0)
+
+
+# -- spectra ---------------------------------------------------------------------------
+
+
+def test_eigenvalue_cloud_carries_the_eigenvalues(getkey):
+    N, gain = 40, 1.3
+    W = gradspec.init.gaussian(gain)(getkey(), (N, N), jnp.float64)
+    spectrum = gradspec.weight_spectrum(W)
+    fig = gp.plot_eigenvalues(spectrum, gain=gain)
+    ax = fig.axes[0]
+    points = _by_gid(ax.collections, "eigenvalues").get_offsets()
+    eig = np.asarray(spectrum.eigenvalues)
+    assert points.shape == (N, 2)
+    np.testing.assert_allclose(points[:, 0], eig.real)
+    np.testing.assert_allclose(points[:, 1], eig.imag)
+    assert _by_gid(ax.patches, "circular-law").get_radius() == gain
+    assert _by_gid(ax.patches, "unit-circle").get_radius() == 1.0
+
+
+def test_singular_values_against_quarter_circle(getkey):
+    N, gain = 60, 0.7
+    W = gradspec.init.gaussian(gain)(getkey(), (N, N), jnp.float64)
+    sv = np.asarray(gradspec.weight_spectrum(W).singular_values)
+    fig = gp.plot_singular_values(sv, gain=gain, bins=12)
+    ax = fig.axes[0]
+    line = _by_gid(ax.lines, "quarter-circle")
+    x, y = line.get_xdata(), line.get_ydata()
+    np.testing.assert_allclose(
+        y, theory.quarter_circle_density(jnp.asarray(x), gain), rtol=1e-6, atol=1e-12
+    )
+    assert x[-1] == pytest.approx(2 * gain)
+    heights = np.array([p.get_height() for p in ax.patches])
+    expected, edges = np.histogram(sv, bins=12, density=True)
+    np.testing.assert_allclose(heights, expected)
+    assert np.sum(heights * np.diff(edges)) == pytest.approx(1.0)
+
+
+# -- gradient flow ---------------------------------------------------------------------
+
+
+def test_gradient_profiles_and_predicted_slopes(getkey):
+    profiles = []
+    for nl, gain in (("tanh", 0.8), ("tanh", 2.0), ("sigmoid", 1.0)):
+        cell, params, xs = _rnn(nl, gain, getkey())
+        lam = float(theory.mean_field(nl, gain, sigma_x=0.1).lambda_max)
+        profiles.append(
+            {
+                "label": f"{nl} {gain}",
+                "log_norms": gradspec.gradient_profile(cell, params, xs),
+                "lambda_max": lam,
+            }
+        )
+    fig = gp.plot_gradient_profiles(profiles)
+    ax = fig.axes[0]
+    for prof in profiles:
+        ln = np.asarray(prof["log_norms"])
+        k = np.arange(ln.size)
+        line = _by_gid(ax.lines, f"profile:{prof['label']}")
+        np.testing.assert_allclose(line.get_xdata(), k)
+        np.testing.assert_allclose(line.get_ydata(), ln / LN10)
+        slope = _by_gid(ax.lines, f"slope:{prof['label']}")
+        np.testing.assert_allclose(
+            slope.get_ydata(), (ln[0] + prof["lambda_max"] * k) / LN10
+        )
+        assert slope.get_linestyle() == "--"
+    # base-10 tick labels on the decade axis
+    fig.canvas.draw()
+    ticks = [(t.get_position()[1], t.get_text()) for t in ax.get_yticklabels()]
+    labelled = [(y, text) for y, text in ticks if text]
+    assert len(labelled) >= 2
+    for y, text in labelled:  # the label at log10 value n reads 10^n
+        assert text == rf"$\mathdefault{{10^{{{round(y)}}}}}$" and y == round(y)
+    with pytest.raises(TypeError, match="profiles"):
+        gp.plot_gradient_profiles({"log_norms": [0.0]})
+
+
+def _explicit_log_norms(J):
+    J = np.asarray(J, np.float64)
+    T = J.shape[0]
+    M = np.full((T + 1, T + 1), np.nan)
+    for t in range(T + 1):
+        P = np.eye(J.shape[1])
+        M[t, t] = 0.0
+        for s in range(t - 1, -1, -1):
+            P = P @ J[s]  # dh_t/dh_s = J_t ... J_{s+1}, J_u = J[u - 1]
+            M[t, s] = np.log(np.linalg.norm(P, 2))
+    return M
+
+
+def test_log_jacobian_norms_hand_checkable():
+    J = jnp.stack([jnp.diag(jnp.array([0.5, 0.25]))] * 4)
+    M = np.asarray(gp.log_jacobian_norms(J))
+    t, s = np.meshgrid(np.arange(5), np.arange(5), indexing="ij")
+    np.testing.assert_allclose(M[t >= s], ((t - s) * math.log(0.5))[t >= s], atol=1e-12)
+    assert np.isnan(M[t < s]).all()
+
+
+def test_log_jacobian_norms_match_explicit_products(getkey):
+    cell, params, xs = _rnn("tanh", 1.5, getkey(), N=5, T=12)
+    J = gradspec.step_jacobians(cell, params, xs)
+    M = np.asarray(gp.log_jacobian_norms(J))
+    ref = _explicit_log_norms(J)
+    assert np.array_equal(np.isnan(M), np.isnan(ref))
+    np.testing.assert_allclose(M, ref, rtol=1e-9, atol=1e-9)
+    fro = np.asarray(gp.log_jacobian_norms(J, ord="fro"))
+    Jn = np.asarray(J)
+    P = np.linalg.multi_dot(Jn[::-1])  # J_12 ... J_1
+    assert fro[12, 0] == pytest.approx(np.log(np.linalg.norm(P)))
+
+
+def test_log_jacobian_norms_log_domain_in_float32():
+    # 0.5^300 = 1e-90 underflows float32; the log-domain scan does not.
+    J = jnp.stack([0.5 * jnp.eye(2, dtype=jnp.float32)] * 300)
+    M = gp.log_jacobian_norms(J)
+    assert M.dtype == jnp.float32
+    assert float(M[300, 0]) == pytest.approx(300 * math.log(0.5), rel=1e-5)
+
+
+def test_log_jacobian_norms_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="jacobians"):
+        gp.log_jacobian_norms(jnp.zeros((3, 2, 4)))
+    with pytest.raises(ValueError, match="ord"):
+        gp.log_jacobian_norms(jnp.zeros((3, 2, 2)), ord=1)
+
+
+def test_jacobian_heatmap_holds_the_matrix(getkey):
+    cell, params, xs = _rnn("tanh", 2.0, getkey(), N=6, T=15)
+    M = np.asarray(gp.log_jacobian_norms(gradspec.step_jacobians(cell, params, xs)))
+    fig = gp.plot_jacobian_heatmap(M)
+    image = _by_gid(fig.axes[0].images, "heatmap")
+    shown = image.get_array()
+    np.testing.assert_allclose(shown.filled(np.nan), M / LN10, equal_nan=True)
+    assert np.array_equal(np.ma.getmaskarray(shown), np.isnan(M))
+    vmin, vmax = image.get_clim()
+    assert vmin == -vmax  # centred at norm 1
+    assert len(fig.axes) == 2  # with its colour bar
+
+
+def test_lyapunov_spectra_curves(getkey):
+    spectra = []
+    for gain in (0.5, 2.0):
+        cell, params, xs = _rnn("tanh", gain, getkey(), N=6, T=80, input_scale=0.0)
+        h0 = jr.normal(getkey(), (6,), jnp.float64)
+        lam = gradspec.lyapunov_spectrum(cell, params, xs, h0, warmup=20)
+        spectra.append(
+            {
+                "label": f"g={gain}",
+                "exponents": lam,
+                "lambda_max": float(theory.mean_field("tanh", gain).lambda_max),
+            }
+        )
+    fig = gp.plot_lyapunov_spectra(spectra, inset=3)
+    ax = fig.axes[0]
+    for spec in spectra:
+        line = _by_gid(ax.lines, f"spectrum:{spec['label']}")
+        np.testing.assert_allclose(line.get_xdata(), np.arange(1, 7))
+        np.testing.assert_allclose(line.get_ydata(), np.asarray(spec["exponents"]))
+        marker = _by_gid(ax.lines, f"predicted:{spec['label']}")
+        assert (
+            marker.get_xdata()[0] == 1 and marker.get_ydata()[0] == spec["lambda_max"]
+        )
+    assert len(ax.child_axes) == 1  # the inset
+
+
+# -- phase diagram ---------------------------------------------------------------------
+
+
+def test_phase_diagram_critical_line_and_measured_points(getkey):
+    sigma_w = jnp.linspace(0.25, 2.5, 6)
+    sigma_b = jnp.linspace(0.0, 1.0, 4)
+    lam = np.asarray(gp.mean_field_grid("tanh", sigma_w, sigma_b).lambda_max)
+    assert lam.shape == (6, 4)
+    assert lam[0, 0] == pytest.approx(
+        math.log(0.25), abs=1e-9
+    )  # chi = sigma_w^2 at q* = 0
+    line_b = jnp.linspace(0.0, 1.0, 5)
+    line_w = np.asarray(gp.critical_line("tanh", line_b))
+    mw, mb = np.array([0.5, 2.5]), np.array([0.0, 0.25])
+    ml = figures.lyapunov_points("tanh", mw, mb, N=32, T=200, warmup=50, key=getkey())
+    fig = gp.plot_phase_diagram(
+        sigma_w,
+        sigma_b,
+        lam,
+        critical={"sigma_w": line_w, "sigma_b": line_b},
+        measured={"sigma_w": mw, "sigma_b": mb, "lambda_max": ml},
+    )
+    ax = fig.axes[0]
+    line = _by_gid(ax.lines, "critical-line")
+    # tanh without bias: chi = 1 exactly at sigma_w = 1
+    assert line.get_ydata()[0] == 0.0 and line.get_xdata()[0] == pytest.approx(
+        1.0, abs=1e-12
+    )
+    for w, b in zip(line.get_xdata(), line.get_ydata()):
+        assert float(
+            theory.mean_field("tanh", float(w), sigma_b=float(b)).chi
+        ) == pytest.approx(1.0, abs=1e-6)
+    mesh = _by_gid(ax.collections, "phase")
+    np.testing.assert_allclose(np.asarray(mesh.get_array()).reshape(4, 6), lam.T)
+    assert mesh.norm(0.0) == pytest.approx(0.5)  # diverging map centred at lambda = 0
+    points = _by_gid(ax.collections, "measured")
+    np.testing.assert_allclose(points.get_offsets(), np.stack([mw, mb], 1))
+    np.testing.assert_allclose(points.get_array(), ml)
+    # ordered at (0.5, 0): lambda = log 0.5 up to O(1/N); chaotic at (2.5, 0.25)
+    assert ml[0] == pytest.approx(math.log(0.5), abs=0.15) and ml[1] > 0.05
+    with pytest.raises(ValueError, match="lambda_max"):
+        gp.plot_phase_diagram(sigma_w, sigma_b, lam.T)
+
+
+# -- training and agreement ------------------------------------------------------------
+
+
+def test_training_curves_from_train():
+    gs_train = pytest.importorskip("gradspec.train")
+    config = gs_train.TrainConfig(
+        task="adding",
+        T=5,
+        hidden=4,
+        batch=8,
+        steps=12,
+        init="gaussian",
+        gain=1.0,
+        learning_rate=1e-2,
+    )
+    result = gs_train.train(config, seeds=[0, 1], progress=False)
+    runs = gp.runs_from_train(result, "tiny")
+    assert [r["label"] for r in runs] == ["tiny (seed 0)", "tiny (seed 1)"]
+    diverged = dict(
+        runs[1],
+        outcome="diverged",
+        label="boom",
+        loss=np.concatenate(
+            [
+                np.asarray(runs[1]["loss"])[:6] * 10.0 ** np.arange(6) * 1e3,
+                np.full(6, np.nan),
+            ]
+        ),
+    )
+    fig = gp.plot_training_curves(runs + [diverged])
+    loss_ax, grad_ax = fig.axes[:2]
+    for run in runs:
+        line = _by_gid(loss_ax.lines, f"loss:{run['label']}")
+        np.testing.assert_allclose(
+            line.get_ydata(), np.asarray(run["loss"]) / result.baseline
+        )
+        assert matplotlib.colors.same_color(
+            line.get_color(), gs_style.OUTCOME_COLORS[run["outcome"]]
+        )
+        grad = _by_gid(grad_ax.lines, f"grad:{run['label']}")
+        np.testing.assert_allclose(grad.get_ydata(), np.asarray(run["grad_norm"]))
+    boom = _by_gid(loss_ax.lines, "loss:boom")
+    assert matplotlib.colors.same_color(
+        boom.get_color(), gs_style.OUTCOME_COLORS["diverged"]
+    )
+    # The diverging run does not set the scale: the top stays near the others.
+    calm_max = max(np.nanmax(np.asarray(r["loss"]) / result.baseline) for r in runs)
+    assert loss_ax.get_ylim()[1] == pytest.approx(100 * calm_max)
+
+
+def test_agreement_matrix(getkey):
+    rows = []
+    for gain, outcome in (
+        (0.5, "stalled"),
+        (0.8, "stalled"),
+        (1.0, "solved"),
+        (2.0, "diverged"),
+        (3.0, "stalled"),
+    ):
+        regime = theory.mean_field("tanh", gain, sigma_x=0.5).regime
+        rows.append({"predicted_regime": str(regime), "observed_outcome": outcome})
+    counts = gp.agreement_counts(rows)
+    expected = np.zeros((3, 3), int)
+    for r in rows:
+        expected[
+            gp.REGIME_ORDER.index(r["predicted_regime"]),
+            gp.OUTCOME_ORDER.index(r["observed_outcome"]),
+        ] += 1
+    np.testing.assert_array_equal(counts, expected)
+    assert counts.sum() == 5
+    fig = gp.plot_agreement(rows)
+    ax = fig.axes[0]
+    np.testing.assert_array_equal(_by_gid(ax.images, "agreement").get_array(), counts)
+    texts = [int(t.get_text()) for t in ax.texts]
+    np.testing.assert_array_equal(np.array(texts).reshape(3, 3), counts)
+    assert f"{np.trace(counts)} of 5" in ax.get_title()
+    # predicted vs observed regime (verify's observed_regime), "undefined" left out
+    rows_r = [dict(r, observed_regime=r["predicted_regime"]) for r in rows]
+    rows_r.append({"predicted_regime": "critical", "observed_regime": "undefined"})
+    counts_r = gp.agreement_counts(rows_r, observed="regime")
+    assert np.trace(counts_r) == counts_r.sum() == 5
+    fig_r = gp.plot_agreement(rows_r, observed="regime")
+    assert [t.get_text() for t in fig_r.axes[0].get_xticklabels()] == list(
+        gp.REGIME_ORDER
+    )
+
+    # attribute-style rows and alternative keys work too
+    class Row:
+        regime, outcome = "exploding", "diverged"
+
+    assert gp.agreement_counts([Row()])[2, 2] == 1
+    with pytest.raises(ValueError, match="regime"):
+        gp.agreement_counts(
+            [{"predicted_regime": "chaotic", "observed_outcome": "solved"}]
+        )
+    with pytest.raises(ValueError, match="outcome"):
+        gp.agreement_counts([{"predicted_regime": "critical"}])
+    with pytest.raises(ValueError, match="observed"):
+        gp.agreement_counts(rows, observed="loss")
+
+
+# -- figure generator ------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_figures(monkeypatch):
+    """The quick settings of two cheap figures, made tiny for the tests."""
+    import dataclasses
+
+    for name, quick in (
+        ("singular_values", {"N": 40, "gain": 1.0, "seed": 0}),
+        ("eigenvalues", {"N": 30, "gains": [0.8, 1.5], "seed": 0}),
+    ):
+        spec = dataclasses.replace(figures.FIGURES[name], quick=quick)
+        monkeypatch.setitem(figures.FIGURES, name, spec)
+
+
+def test_figures_generate_caches_and_redraws(tmp_path, small_figures):
+    logs = []
+    out = figures.generate(
+        tmp_path,
+        quick=True,
+        only=["singular_values"],
+        formats=("png",),
+        dpi=50,
+        log=logs.append,
+    )
+    png = tmp_path / "singular_values.png"
+    assert out["singular_values"] == [png] and png.exists()
+    assert (tmp_path / "cache" / "singular_values.npz").exists()
+    assert logs[-1].startswith("[computed] singular_values")
+    figures.generate(
+        tmp_path,
+        quick=True,
+        only=["singular_values"],
+        formats=("png",),
+        dpi=50,
+        log=logs.append,
+    )
+    assert logs[-1].startswith("[cache] singular_values")
+    figures.generate(
+        tmp_path,
+        quick=True,
+        only=["singular_values"],
+        formats=("png",),
+        dpi=50,
+        force=True,
+        log=logs.append,
+    )
+    assert logs[-1].startswith("[computed] singular_values")
+
+
+def test_figures_skip_what_is_missing(tmp_path, monkeypatch, small_figures):
+    spec = figures.FIGURES["singular_values"]
+    monkeypatch.setitem(
+        figures.FIGURES,
+        "needs_missing",
+        figures._Figure(
+            spec.compute,
+            spec.draw,
+            spec.full,
+            spec.quick,
+            requires="gradspec.no_such_module",
+        ),
+    )
+    logs = []
+    out = figures.generate(
+        tmp_path, quick=True, only=["needs_missing"], log=logs.append
+    )
+    assert out == {"needs_missing": None}
+    assert "skip" in logs[0] and "gradspec.no_such_module" in logs[0]
+    with pytest.raises(ValueError, match="name"):
+        figures.generate(tmp_path, only=["nope"])
+
+
+def test_figures_command_line(tmp_path, capsys, small_figures):
+    import argparse
+
+    assert (
+        figures.main(
+            [
+                "--quick",
+                "--out",
+                str(tmp_path),
+                "--only",
+                "eigenvalues",
+                "--formats",
+                "png",
+                "--dpi",
+                "40",
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "eigenvalues.png").exists()
+    assert "1 of 1 figures" in capsys.readouterr().out
+    parser = argparse.ArgumentParser(prog="gradspec")
+    sub = parser.add_subparsers(dest="command")
+    figures.add_parser(sub)
+    args = parser.parse_args(
+        ["figures", "--quick", "--out", "x", "--only", "phase_diagram"]
+    )
+    assert args.run is figures.run and args.quick and args.only == ["phase_diagram"]
