@@ -7,18 +7,14 @@ Methods timed in the same interleaved rounds (``_runner.time_calls``), with thei
 counts (per sequence; times B for a batch; O(N T) terms and the D = 1 input dropped):
 
 =============================  =====================================================
-``gradspec``                   ``gradient_profile``: forward scan 2N^2 T, reverse scan
-                               of VJPs 2N^2 T, plus the closed-form VJP recomputing
-                               the pre-activation W_hh h_{t-1}: 2N^2 T.
-                               **6 N^2 T**.
+``gradspec``                   ``gradient_profile``: forward scan 2N^2 T (saving
+                               f'(a_t)), reverse scan of VJPs (g * f'(a_t)) W_hh
+                               2N^2 T: **4 N^2 T**.
 ``plain_grad_h0``              ``jax.grad`` of L w.r.t. h_0 through ``lax.scan``: one
                                plain forward + backward pass, **4 N^2 T**. This is
                                the target's yardstick (profile <= 2x this).
 ``plain_grad_params``          ``jax.grad`` of L (summed over the batch) w.r.t. the
                                params: 4 N^2 T + 2 N^2 T for dW_hh, **6 N^2 T**.
-``fix_saved_slopes``           not library code: the profile with f'(a_t) saved by
-                               the forward scan instead of recomputed, **4 N^2 T**
-                               (the suggested fix, see the report).
 ``grad_all_states``            ``jax.grad`` w.r.t. zero perturbations of every state:
                                all lags in one backward pass, **4 N^2 T**, but not in
                                the log domain (underflows in float32 at large T).
@@ -63,10 +59,9 @@ TOL_PER_STEP = {"float32": 5e-6, "float64": 1e-12}
 TOL_FLOOR = {"float32": 1e-4, "float64": 1e-10}
 
 FLOPS = {
-    "gradspec": ("6 N^2 T B", lambda N, T, B: 6 * N**2 * T * B),
+    "gradspec": ("4 N^2 T B", lambda N, T, B: 4 * N**2 * T * B),
     "plain_grad_h0": ("4 N^2 T B", lambda N, T, B: 4 * N**2 * T * B),
     "plain_grad_params": ("6 N^2 T B", lambda N, T, B: 6 * N**2 * T * B),
-    "fix_saved_slopes": ("4 N^2 T B", lambda N, T, B: 4 * N**2 * T * B),
     "grad_all_states": ("4 N^2 T", lambda N, T, B: 4 * N**2 * T),
     "jacrev_full": ("2 N^3 T (lag T only)", lambda N, T, B: 2 * N**3 * T),
     "per_lag_grad": (
@@ -117,32 +112,6 @@ def make_plain_grad_params(cell, readout, batch):
         )
 
     return jax.grad(loss)
-
-
-def make_fix_saved_slopes(cell, readout):
-    """The profile with f'(a_t) saved by the forward scan (4 N^2 T instead of 6)."""
-
-    def fn(params, xs, h0):
-        def fwd(h, x):
-            a = cell.preactivation(params, h, x)
-            return cell.f(a), cell.slope(a)
-
-        _, slopes = lax.scan(fwd, h0, xs)
-        norm0 = jnp.linalg.norm(readout)
-        tiny = jnp.finfo(readout.dtype).tiny
-
-        def bwd(carry, d):
-            g, log_scale = carry
-            g = (g * d) @ params["W_hh"]
-            n = jnp.linalg.norm(g)
-            g = g / jnp.where(n > tiny, n, 1.0)
-            log_scale = log_scale + jnp.log(n)
-            return (g, log_scale), log_scale
-
-        _, logs = lax.scan(bwd, (readout / norm0, jnp.log(norm0)), slopes, reverse=True)
-        return jnp.concatenate([jnp.log(norm0)[None], logs[::-1]])
-
-    return fn
 
 
 def make_grad_all_states(cell, readout):
@@ -261,9 +230,6 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
         "plain_grad_h0": R.jax_call(
             R.batched(make_plain_grad_h0(cell, r), B, ax), params, xs, h0
         ),
-        "fix_saved_slopes": R.jax_call(
-            R.batched(make_fix_saved_slopes(cell, r), B, ax), params, xs, h0
-        ),
     }
     if B == 1 or cfg.mode == "full":
         prepared["plain_grad_params"] = R.jax_call(
@@ -317,7 +283,6 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
     recs = []
     for name in (
         "gradspec",
-        "fix_saved_slopes",
         "grad_all_states",
         "numpy_f64_loop",
         "torch_autograd",

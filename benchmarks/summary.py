@@ -158,7 +158,6 @@ SHORT = {
     "torch_autograd": "torch",
     "torch_loop": "torch",
     "grad_all_states": "grad(all states)",
-    "fix_saved_slopes": "fix",
     "jacrev_svd": "jacrev+svd",
     "numpy_f64_product_svd": "numpy prod+svd",
     "torch_autograd_svd": "torch jac+svd",
