@@ -542,6 +542,15 @@ def skipped(
     )
 
 
+def guarded(run, *, env, benchmark, case, method="gradspec") -> list:
+    """``run()``'s records; if it raises, one ``failed`` record instead, so one broken
+    case never stops the whole benchmark run."""
+    try:
+        return run()
+    except Exception as err:  # noqa: BLE001 - recorded, the run goes on
+        return [failed(env=env, benchmark=benchmark, method=method, library=True, case=case, err=err)]
+
+
 def failed(*, env, benchmark, method, library, case, err: BaseException) -> dict:
     msg = f"{type(err).__name__}: {err}"
     return record(

@@ -331,17 +331,10 @@ def run(cfg, env, peaks, device) -> list:
             )
             continue
         R.log(f"[{BENCH}] N={N} T={T} {dtype}")
-        try:
-            out += run_case(cfg, env, peaks, device, prob, R.torch_for(cfg, N))
-        except Exception as err:  # noqa: BLE001 - recorded, the run goes on
-            out.append(
-                R.failed(
-                    env=env,
-                    benchmark=BENCH,
-                    method="gradspec",
-                    library=True,
-                    case=case,
-                    err=err,
-                )
-            )
+        out += R.guarded(
+            lambda: run_case(cfg, env, peaks, device, prob, R.torch_for(cfg, N)),
+            env=env,
+            benchmark=BENCH,
+            case=case,
+        )
     return out

@@ -582,19 +582,12 @@ def run(cfg, env, peaks, device) -> list:
                 )
                 continue
             R.log(f"[{bench}] N={N} T={T} {dtype} B={B}")
-            try:
-                out += fn(cfg, env, peaks, device, prob, R.torch_for(cfg, N))
-            except Exception as err:  # noqa: BLE001 - recorded, the run goes on
-                out.append(
-                    R.failed(
-                        env=env,
-                        benchmark=bench,
-                        method="gradspec",
-                        library=True,
-                        case=case,
-                        err=err,
-                    )
-                )
+            out += R.guarded(
+                lambda: fn(cfg, env, peaks, device, prob, R.torch_for(cfg, N)),
+                env=env,
+                benchmark=bench,
+                case=case,
+            )
     R.log(f"[{BENCH_TOPK}] N, T = {cfg.k_case}, k = {cfg.k_values}")
     try:
         out += topk_study(cfg, env, peaks, device)
