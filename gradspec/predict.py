@@ -33,7 +33,7 @@ import numpy as np
 
 from . import theory
 from ._checks import check_int, check_params, check_trajectory_inputs
-from .cells import RNN, as_cell
+from .cells import LSTM, RNN, as_cell
 from .jacobians import _states, gradient_profile, profile_rate
 from .spectra import _frame_sweeps, lyapunov_spectrum, weight_spectrum
 
@@ -236,6 +236,8 @@ def predict(cell, params, T: int, key=None, inputs=None, *, samples: int = SAMPL
                            "trained): lambda_max measured on sampled trajectories")
     else:
         reasons.append(f"{type(cell).__name__}: lambda_max measured on {samples} sampled trajectories")
+        if isinstance(cell, LSTM):
+            reasons.append(_forget_gate_reason(params))
     n_finite = int(np.asarray(finite).sum())
     if n_finite < samples:
         reasons.append(f"{samples - n_finite} of {samples} sampled trajectories overflowed "
@@ -292,6 +294,17 @@ def _weight_reasons(cell: RNN, params, T: int) -> list:
         out.append(f"W_hh is non-normal: ||W^k|| grows to {peak:.3g} at k = {int(growth.peak_power)} "
                    f"before decaying at log rho = {rate:+.4f} per step (transient growth)")
     return out
+
+
+def _forget_gate_reason(params) -> str:
+    """The LSTM memory's own decay: c_t = f_t c_{t-1} + ..., so with the input and
+    recurrent drive off the cell state shrinks by the forget gate each step."""
+    n = params["weight_hh"].shape[1]
+    bias = np.asarray(params["bias_ih"], np.float64) + np.asarray(params["bias_hh"], np.float64)
+    f = 1 / (1 + np.exp(-bias[n : 2 * n]))  # PyTorch gate order i, f, g, o
+    return (f"forget gates at zero drive: sigmoid(b_f) averages {f.mean():.3f}, so the "
+            f"memory c decays by log f = {np.log(f).mean():+.3f} per step; a forget-gate "
+            "bias of +1 to +3 (Gers et al. 2000; Jozefowicz et al. 2015) slows it")
 
 
 def _verdict(regime: str, lam: float, T: int, tol: float) -> str:

@@ -82,6 +82,11 @@ def test_gated_cells_predict_from_samples(cell, getkey):
     # Check against one direct measurement on one of the same input sequences.
     lam = gradspec.lyapunov_spectrum(cell, params, xs[0], k=1, warmup=75)[0]
     assert p.lyapunov == pytest.approx(float(lam), abs=0.05)
+    if isinstance(cell, cells.LSTM):
+        n = 32
+        b = np.asarray(params["bias_ih"] + params["bias_hh"])[n : 2 * n]
+        expected = np.log(1 / (1 + np.exp(-b))).mean()
+        assert any(f"log f = {expected:+.3f}" in r for r in p.reasons)
 
 
 def test_exploding_relu_overflow_is_reported_not_nan(getkey):
