@@ -31,12 +31,21 @@ def check_floating(name: str, x) -> None:
 def check_params(cell: Cell, params) -> jnp.dtype:
     """Validate ``params`` for ``cell``; return the dtype every computation follows."""
     cell.check_params(params)
-    leaves = jax.tree_util.tree_leaves(params)
-    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    flat = jax.tree_util.tree_flatten_with_path(params)[0]
+    for path, leaf in flat:
         name = "params" + jax.tree_util.keystr(path)
         check_floating(name, leaf)
         check_finite(name, leaf)
-    return jnp.result_type(*leaves) if leaves else jnp.zeros(()).dtype
+    return jnp.result_type(*(leaf for _, leaf in flat)) if flat else jnp.zeros(()).dtype
+
+
+def check_state_vector(name: str, v, size: int, dtype) -> jax.Array:
+    """A floating, finite vector of shape (size,) (h0, a readout), cast to ``dtype``."""
+    check_floating(name, v)
+    if np.shape(v) != (size,):
+        raise ValueError(f"`{name}` must have shape ({size},) (state size S); got {np.shape(v)}.")
+    check_finite(name, v)
+    return jnp.asarray(v, dtype)
 
 
 def check_trajectory_inputs(cell, params, xs, h0):
@@ -67,14 +76,8 @@ def check_trajectory_inputs(cell, params, xs, h0):
         )
     check_finite("xs", xs)
     size = cell.state_size(cell.hidden_size(params))
-    if h0 is None:
-        h0 = jnp.zeros((size,), dtype)
-    else:
-        check_floating("h0", h0)
-        if np.shape(h0) != (size,):
-            raise ValueError(f"`h0` must have shape ({size},) (state size S); got {np.shape(h0)}.")
-        check_finite("h0", h0)
-    return cell, jnp.asarray(xs, dtype), jnp.asarray(h0, dtype)
+    h0 = jnp.zeros((size,), dtype) if h0 is None else check_state_vector("h0", h0, size, dtype)
+    return cell, jnp.asarray(xs, dtype), h0
 
 
 def check_choice(name: str, value, choices) -> None:

@@ -146,7 +146,7 @@ class Cell:
                 )
 
 
-def _leading_dim(params: Params, name: str, cell: str) -> int:
+def _matrix_shape(params: Params, name: str, cell: str) -> tuple[int, int]:
     if not isinstance(params, Mapping) or name not in params:
         raise ValueError(f"`params` of {cell} must be a dict with key {name!r}.")
     shape = np.shape(params[name])
@@ -240,16 +240,16 @@ class RNN(Cell):
         return (cotangent * slope) @ params["W_hh"]
 
     def hidden_size(self, params):
-        return _leading_dim(params, "W_hh", "RNN")[0]
+        return _matrix_shape(params, "W_hh", "RNN")[0]
 
     def input_size(self, params):
-        return _leading_dim(params, "W_xh", "RNN")[1]
+        return _matrix_shape(params, "W_xh", "RNN")[1]
 
     def param_shapes(self, hidden, inputs):
         return {"W_hh": (hidden, hidden), "W_xh": (hidden, inputs), "b": (hidden,)}
 
     def check_params(self, params):
-        shape = _leading_dim(params, "W_hh", "RNN")
+        shape = _matrix_shape(params, "W_hh", "RNN")
         if shape[0] != shape[1]:
             raise ValueError(f"`W_hh` must be square (N, N); got {shape}.")
         super().check_params(params)
@@ -274,10 +274,10 @@ class _Gated(Cell):
     gates: int
 
     def hidden_size(self, params):
-        return _leading_dim(params, "weight_hh", type(self).__name__)[1]
+        return _matrix_shape(params, "weight_hh", type(self).__name__)[1]
 
     def input_size(self, params):
-        return _leading_dim(params, "weight_ih", type(self).__name__)[1]
+        return _matrix_shape(params, "weight_ih", type(self).__name__)[1]
 
     def param_shapes(self, hidden, inputs):
         g = self.gates * hidden

@@ -27,9 +27,9 @@ __all__ = [
 ]
 
 
-def _check_gain(gain: float) -> float:
+def _check_gain(gain: float, name: str = "gain") -> float:
     if not isinstance(gain, (int, float)) or not math.isfinite(gain) or gain < 0:
-        raise ValueError(f"`gain` must be a finite number >= 0; got {gain!r}.")
+        raise ValueError(f"`{name}` must be a finite number >= 0; got {gain!r}.")
     return float(gain)
 
 
@@ -107,7 +107,7 @@ def glorot(gain: float = 1.0) -> Initializer:
 
 def uniform(scale: float) -> Initializer:
     r""":math:`W_{ij} \sim U(-s, s)`: PyTorch's default for RNN/LSTM/GRU is ``s = 1/sqrt(N)``."""
-    scale = _check_gain(scale)
+    scale = _check_gain(scale, "scale")
 
     def init_fn(key, shape, dtype=jnp.float32):
         return jr.uniform(key, shape, dtype, -scale, scale)

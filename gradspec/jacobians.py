@@ -14,13 +14,13 @@ carried in the log domain, so no length T under- or overflows.
 from __future__ import annotations
 
 import functools
-from typing import Literal
+from typing import Callable, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._checks import check_choice, check_finite, check_floating, check_trajectory_inputs
+from ._checks import check_choice, check_state_vector, check_trajectory_inputs
 from .cells import Cell
 
 Method = Literal["auto", "autodiff"]
@@ -28,16 +28,31 @@ Method = Literal["auto", "autodiff"]
 __all__ = ["trajectory", "step_jacobians", "gradient_profile", "default_readout", "profile_rate"]
 
 
-def _methods(cell: Cell, method: Method):
-    """The (jacobian, jvp, vjp) functions to use: the cell's own (closed forms where it
-    has them) for "auto", the base class's autodiff for "autodiff"."""
-    if method == "autodiff":
-        return (
-            functools.partial(Cell.jacobian, cell),
-            functools.partial(Cell.jvp, cell),
-            functools.partial(Cell.vjp, cell),
+class _Derivatives(NamedTuple):
+    """The state-derivative functions of a cell that the measurements use."""
+
+    jacobian: Callable  # (params, state, x) -> J (S, S)
+    jvp: Callable  # (params, state, x, tangents (S, k)) -> J @ tangents
+    vjp: Callable  # (params, state, x, cotangent (S,)) -> cotangent @ J
+    step_and_residuals: Callable  # (params, state, x) -> (next state, residuals)
+    vjp_from_residuals: Callable  # (params, residuals, cotangent) -> cotangent @ J
+
+
+def _derivatives(cell: Cell, method: Method) -> _Derivatives:
+    """The cell's own derivatives (closed forms where it has them) for "auto"; the base
+    class's autodiff, bound to this cell, for "autodiff"."""
+    if method == "auto":
+        return _Derivatives(
+            cell.jacobian, cell.jvp, cell.vjp, cell.step_and_residuals, cell.vjp_from_residuals
         )
-    return cell.jacobian, cell.jvp, cell.vjp
+    vjp = functools.partial(Cell.vjp, cell)
+    return _Derivatives(
+        functools.partial(Cell.jacobian, cell),
+        functools.partial(Cell.jvp, cell),
+        vjp,
+        functools.partial(Cell.step_and_residuals, cell),  # residuals = the step's inputs
+        lambda params, residuals, cotangent: vjp(params, *residuals, cotangent),
+    )
 
 
 def _states(cell, params, xs, h0):
@@ -81,9 +96,8 @@ def trajectory(cell, params, xs, h0=None) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnames=("cell", "method"))
 def _step_jacobians(cell, params, xs, h0, method):
-    jacobian, _, _ = _methods(cell, method)
     _, prev = _states(cell, params, xs, h0)
-    return jax.vmap(jacobian, in_axes=(None, 0, 0))(params, prev, xs)
+    return jax.vmap(_derivatives(cell, method).jacobian, in_axes=(None, 0, 0))(params, prev, xs)
 
 
 def step_jacobians(cell, params, xs, h0=None, *, method: Method = "auto") -> jax.Array:
@@ -119,19 +133,14 @@ def default_readout(cell: Cell, size: int, dtype) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnames=("cell", "method"))
 def _gradient_profile(cell, params, xs, h0, readout, method):
-    if method == "autodiff":
-        forward = lambda p, h, x: (cell.step(p, h, x), (h, x))
-        backward = lambda p, res, g: Cell.vjp(cell, p, *res, g)
-    else:
-        forward, backward = cell.step_and_residuals, cell.vjp_from_residuals
-
-    _, residuals = lax.scan(lambda h, x: forward(params, h, x), h0, xs)
+    d = _derivatives(cell, method)
+    _, residuals = lax.scan(lambda h, x: d.step_and_residuals(params, h, x), h0, xs)
     norm0 = jnp.linalg.norm(readout)
     tiny = jnp.finfo(readout.dtype).tiny
 
     def body(carry, res):
         g, log_scale = carry
-        g = backward(params, res, g)
+        g = d.vjp_from_residuals(params, res, g)
         n = jnp.linalg.norm(g)
         # Renormalise every step and keep the scale as a log: no under/overflow at any T.
         # An exactly zero cotangent (dead ReLU units) stays zero with log-norm -inf.
@@ -185,14 +194,7 @@ def gradient_profile(
     if readout is None:
         readout = default_readout(cell, h0.shape[0], h0.dtype)
     else:
-        check_floating("readout", readout)
-        if jnp.shape(readout) != h0.shape:
-            raise ValueError(
-                f"`readout` must have shape {h0.shape} (state size S); "
-                f"got {jnp.shape(readout)}."
-            )
-        check_finite("readout", readout)
-        readout = jnp.asarray(readout, h0.dtype)
+        readout = check_state_vector("readout", readout, h0.shape[0], h0.dtype)
     return _gradient_profile(cell, params, xs, h0, readout, method)
 
 

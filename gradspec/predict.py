@@ -67,17 +67,13 @@ class _Record:
     """Plain-data helpers shared by the result dataclasses."""
 
     def to_dict(self) -> dict:
-        out = {}
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if dataclasses.is_dataclass(v) or hasattr(v, "_asdict"):
-                v = {k: _plain(x) for k, x in (v._asdict() if hasattr(v, "_asdict") else vars(v)).items()}
-            out[f.name] = _plain(v)
-        return out
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_dict(cls, data: dict):
-        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
+        # JSON has no tuples: restore them, so the round trip gives an equal record.
+        value = lambda v: tuple(v) if isinstance(v, list) else v
+        return cls(**{f.name: value(data[f.name]) for f in dataclasses.fields(cls)})
 
 
 def _plain(v):
@@ -104,10 +100,6 @@ class Prediction(_Record):
     samples_finite: int  # sampled trajectories whose states stayed finite
     reasons: tuple  # the argument in words, one sentence each
     mean_field: Optional[dict] = None  # theory.mean_field(...) fields when source="mean-field"
-
-    def log_ratio(self, T) -> jax.Array:
-        """Predicted log gradient ratio at any horizon(s) T: ``lambda_max * T``."""
-        return self.lyapunov * jnp.asarray(T)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,8 +132,8 @@ def _sampled_top_exponent(cell, params, xs, h0, q0, warmup):
     """Top exponent along one trajectory, averaged over the steps before the state
     (or the frame) first stops being finite: an unbounded ReLU/linear orbit overflows
     but its growth rate up to then is the answer."""
-    hs, _ = _states(cell, params, xs, h0)
-    forward, _ = _frame_sweeps(cell, params, xs, h0, "auto")
+    hs, prev = _states(cell, params, xs, h0)
+    forward, _ = _frame_sweeps(cell, params, xs, prev, "auto")
     _, logd = forward(q0)
     finite = jnp.isfinite(hs).all(1) & jnp.isfinite(logd[:, 0])
     ok = jnp.cumprod(finite.astype(jnp.int32)).astype(bool)
@@ -189,8 +181,8 @@ def predict(cell, params, T: int, key=None, inputs=None, *, samples: int = SAMPL
         >>> params = cell.init(jax.random.key(0), 256, 1,
         ...                    recurrent_init=gradspec.init.gaussian(0.5))
         >>> p = gradspec.predict(cell, params, T=100)
-        >>> p.regime, p.source, round(p.lyapunov, 3)  # (1/2) log 0.25
-        ('vanishing', 'mean-field', -0.693)
+        >>> p.regime, p.source, round(p.lyapunov, 2)  # (1/2) log chi = log 0.5
+        ('vanishing', 'mean-field', -0.69)
     """
     cell = as_cell(cell)
     dtype = check_params(cell, params)

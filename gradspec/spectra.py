@@ -23,7 +23,7 @@ import numpy as np
 from jax import lax
 
 from ._checks import check_choice, check_finite, check_floating, check_int, check_trajectory_inputs
-from .jacobians import Method, _methods, _states
+from .jacobians import Method, _derivatives, _states
 
 __all__ = [
     "WeightSpectrum",
@@ -75,41 +75,32 @@ def weight_spectrum(W) -> WeightSpectrum:
     return WeightSpectrum(eig, sv, jnp.abs(eig[0]), sv[0])
 
 
-def _qr_step(z):
-    """QR with diag(R) made non-negative; returns (Q, log|diag R|)."""
+def _qr_log_diag(z):
+    """QR of z: (Q, log|diag R|). The signs of R's diagonal are irrelevant: only |R_ii|
+    enters the spectra."""
     q, r = jnp.linalg.qr(z)
-    d = jnp.diagonal(r)
-    q = q * jnp.where(d < 0, -1.0, 1.0).astype(q.dtype)[None, :]
-    return q, jnp.log(jnp.abs(d))
+    return q, jnp.log(jnp.abs(jnp.diagonal(r)))
 
 
-def _frame_sweeps(cell, params, xs, h0, method):
-    """Forward and backward frame sweeps through the product (shared by both spectra)."""
-    _, jvp, vjp = _methods(cell, method)
-    _, prev = _states(cell, params, xs, h0)
-    vjp_cols = jax.vmap(vjp, in_axes=(None, None, None, 1), out_axes=1)
+def _frame_sweeps(cell, params, xs, prev, method):
+    r"""Forward (``P Q_0``) and backward (``P^T Q_0``) frame sweeps through
+    :math:`P = J_T \cdots J_1`, given the states ``prev`` (T, S) each step starts from.
+    Each maps a frame Q_0 (S, k) to (Q_T, log|diag R_t| (T, k))."""
+    d = _derivatives(cell, method)
+    vjp_cols = jax.vmap(d.vjp, in_axes=(None, None, None, 1), out_axes=1)
 
-    def forward(q):  # P Q_0 = Q_T R_T ... R_1
-        def body(q, inp):
-            q, logd = _qr_step(jvp(params, inp[0], inp[1], q))
-            return q, logd
+    def sweep(apply, reverse):
+        body = lambda q, step_inputs: _qr_log_diag(apply(params, *step_inputs, q))
+        return lambda q: lax.scan(body, q, (prev, xs), reverse=reverse)
 
-        return lax.scan(body, q, (prev, xs))
-
-    def backward(q):  # P^T Q_0 = (J_1^T ... J_T^T) Q_0
-        def body(q, inp):
-            q, logd = _qr_step(vjp_cols(params, inp[0], inp[1], q))
-            return q, logd
-
-        return lax.scan(body, q, (prev, xs), reverse=True)
-
-    return forward, backward
+    return sweep(d.jvp, False), sweep(vjp_cols, True)
 
 
 @functools.partial(jax.jit, static_argnames=("cell", "method", "max_sweeps"))
 def _product_singular_values(cell, params, xs, h0, method, max_sweeps, rtol):
     size = h0.shape[0]
-    forward, backward = _frame_sweeps(cell, params, xs, h0, method)
+    _, prev = _states(cell, params, xs, h0)
+    forward, backward = _frame_sweeps(cell, params, xs, prev, method)
 
     def sweep(q):
         # One forward and one backward pass is one step of the zero-shift QR algorithm on
@@ -191,7 +182,7 @@ def product_singular_values(
 
 @functools.partial(jax.jit, static_argnames=("cell", "method", "warmup"))
 def _lyapunov_spectrum(cell, params, xs, h0, q0, warmup, method):
-    forward, _ = _frame_sweeps(cell, params, xs, h0, method)
+    forward, _ = _frame_sweeps(cell, params, xs, _states(cell, params, xs, h0)[1], method)
     _, logd = forward(q0)
     rates = logd[warmup:].mean(0)
     return jnp.sort(rates)[::-1]

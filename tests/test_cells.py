@@ -138,6 +138,8 @@ def test_cell_errors():
         cells.RNN(3)
     with pytest.raises(ValueError, match="gain"):
         gradspec.init.gaussian(-1.0)
+    with pytest.raises(ValueError, match="`scale` must be a finite number >= 0"):
+        gradspec.init.uniform(-1.0)
     with pytest.raises(ValueError, match="square"):
         gradspec.init.orthogonal()(jr.key(0), (3, 4))
     with pytest.raises(ValueError, match="size"):

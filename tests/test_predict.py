@@ -39,6 +39,11 @@ def test_gaussian_tanh_uses_mean_field_and_agrees_with_samples(gain, regime, get
     # percent above sigma_w (Rider 2003: sqrt(gamma_N / 4N) plus Gumbel fluctuations);
     # in the chaotic phase the O(1/N) correction to chi is smaller. 0.05 covers both.
     assert abs(p.lyapunov - p.measured_lyapunov) < 0.05
+    # And against an independent measurement through the public Lyapunov function: one
+    # autonomous run from a random state, first 200 steps discarded.
+    h0 = 0.5 * jr.normal(getkey(), (256,), jnp.float64)
+    lam = gradspec.lyapunov_spectrum(cell, params, jnp.zeros((1000, 1)), h0, k=1, warmup=200)
+    assert abs(p.lyapunov - float(lam[0])) < 0.05
     assert p.timescale == pytest.approx(1 / abs(p.lyapunov))
     assert p.log_gradient_ratio == pytest.approx(500 * p.lyapunov)
     assert 0 < p.uncertainty < 0.01
@@ -104,6 +109,7 @@ def test_prediction_and_diagnosis_json_round_trip(getkey):
     back = Prediction.from_dict(json.loads(json.dumps(p.to_dict())))
     assert back.regime == p.regime and back.lyapunov == p.lyapunov
     assert tuple(back.reasons) == p.reasons and back.mean_field["chi"] == p.mean_field["chi"]
+    assert back == p
     d = gradspec.diagnose(cell, params, jr.normal(getkey(), (200, 1), jnp.float64))
     assert Diagnosis.from_dict(json.loads(json.dumps(d.to_dict()))) == d
 
