@@ -18,6 +18,7 @@ scalars and ``key`` the point's PRNG key, and returns a dict of arrays. An unbat
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 from typing import Any, Callable, Mapping
 
@@ -301,14 +302,8 @@ register(
 
 
 def _train_module():
-    try:
-        # Through sys.modules: the package attribute `gradspec.train` is the function.
-        import importlib
-
-        train_module = importlib.import_module("gradspec.train")
-    except ImportError as err:  # pragma: no cover - train.py ships with gradspec
-        raise RuntimeError(f"the 'train' measurement needs gradspec.train: {err}") from err
-    return train_module
+    # By module name: the package attribute `gradspec.train` is the function.
+    return importlib.import_module("gradspec.train")
 
 
 def _normalize_train(config: dict) -> dict:

@@ -149,13 +149,9 @@ def _atomic_write(path: Path, write) -> None:
             os.unlink(tmp)
 
 
-def npz_relpath(h: str) -> str:
-    return f"{ARRAYS}/{h}.npz"
-
-
 def write_npz(root: Path, h: str, arrays: Mapping[str, np.ndarray]) -> str:
     """Atomically write a point's arrays; returns the path relative to the store."""
-    rel = npz_relpath(h)
+    rel = f"{ARRAYS}/{h}.npz"
     _atomic_write(root / rel, lambda f: np.savez(f, **arrays))
     return rel
 
@@ -373,11 +369,15 @@ class ShardWriter:
                 f"bytes) off {self.path.name} before appending.", StoreWarning, stacklevel=3)
 
     def append(self, records: list[dict]) -> None:
+        """Append ``records`` as lines; the ``.npz`` files they reference must already
+        be written (their directory entries are made durable first)."""
         if not records:
             return
         if not self._tail_checked:
             self._cut_truncated_tail()
             self._tail_checked = True
+        if any(r.get("npz") for r in records):
+            _fsync_dir(self.root / ARRAYS)
         data = "".join(canonical_json(r) + "\n" for r in records).encode()
         view = memoryview(data)
         while view:  # one write in practice; loop in case the kernel takes less

@@ -56,7 +56,6 @@ its ``seeds``, and its configs differ in static fields).
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import math
@@ -82,6 +81,7 @@ from ._measurements import (
 )
 from ._store import StoreWarning, canonical_json, point_hash
 from ._store import repair as _repair
+from ._sweep_cli import SweepSpec, add_parser, cli_main, read_config
 from ._tables import GridTable, table, to_grid
 
 __all__ = [
@@ -466,12 +466,7 @@ def sweep(
         if raw is None:
             todo.append(i)
             continue
-        if canonical_json(raw["config"]) != canonical_json(plan.configs[i]):
-            raise ValueError(
-                f"store {str(root)!r}: point {plan.hashes[i][:12]} is recorded with config "
-                f"{canonical_json(raw['config'])} but this sweep's point is "
-                f"{canonical_json(plan.configs[i])}; refusing to reuse it."
-            )
+        # Its config is this point's: read_records checked it against the hash.
         if raw.get("npz") and not (root / raw["npz"]).exists():
             raise FileNotFoundError(_store.missing_npz_message(root, raw))
         skipped += 1
@@ -485,6 +480,7 @@ def sweep(
         evaluated = _evaluate(m, plan, chunks, devices)
         for n_chunk, (idx_chunk, results, seconds) in enumerate(evaluated, 1):
             records, arrays_of = [], {}
+            meta = _meta(devices, process_index, process_count, seconds / len(idx_chunk))
             for j, i in enumerate(idx_chunk):
                 inline, dtypes, arrays = _store.encode_results(
                     {k: v[j] for k, v in results.items()})
@@ -492,9 +488,7 @@ def sweep(
                 raw = {
                     "hash": h, "measurement": m.name, "version": m.version,
                     "dtype": plan.dtype, "config": plan.configs[i], "results": inline,
-                    "dtypes": dtypes, "npz": None,
-                    "meta": _meta(devices, process_index, process_count,
-                                  seconds / len(idx_chunk)),
+                    "dtypes": dtypes, "npz": None, "meta": dict(meta),
                 }
                 if arrays and root is not None:
                     # The .npz is in place before the line that references it.
@@ -502,8 +496,6 @@ def sweep(
                 records.append(raw)
                 arrays_of[h] = arrays
             if writer is not None:
-                if any(r["npz"] for r in records):
-                    _store._fsync_dir(root / _store.ARRAYS)
                 writer.append(records)
             else:
                 fresh.update({r["hash"]: _decode(r, arrays_of[r["hash"]]) for r in records})
@@ -610,190 +602,6 @@ def repair(store: str | Path) -> dict:
     if _store.read_manifest(root) is None:
         raise ValueError(f"`store` {str(root)!r} is not a sweep store.")
     return _repair(root)
-
-
-# -- TOML configs and the command line -------------------------------------------------------
-
-
-class SweepSpec(NamedTuple):
-    """One sweep of a TOML config, ready for ``sweep(**spec._asdict())`` minus name."""
-
-    name: str  # the [sweeps.NAME] table, or "sweep" for a single-sweep file
-    measurement: str
-    grid: dict
-    options: dict
-    store: str
-    chunk_size: int | None  # None: the measurement's default
-
-
-_TOP_KEYS = {"store", "chunk_size", "measurement", "grid", "options", "sweeps"}
-_SWEEP_KEYS = {"measurement", "grid", "options", "chunk_size"}
-
-
-def read_config(path: str | Path, *, store: str | None = None,
-                chunk_size: int | None = None) -> list[SweepSpec]:
-    """Read a sweep TOML file (see ``examples/phase_diagram.toml``).
-
-    Single sweep: top-level ``measurement``, ``[grid]``, ``[options]``, ``store``,
-    ``chunk_size``. Several: a top-level ``store`` (a directory; sweep NAME writes to
-    ``store/NAME``), an optional default ``chunk_size``, and one ``[sweeps.NAME]``
-    table each with ``measurement``, ``grid``, ``options``, ``chunk_size``. Paths are
-    relative to the working directory. ``store``/``chunk_size`` override the file's.
-    """
-    import tomllib
-
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"sweep config {str(path)!r} does not exist.") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ValueError(f"sweep config {str(path)!r} is not valid TOML: {err}") from None
-    where = f"sweep config {str(path)!r}"
-    unknown = sorted(set(data) - _TOP_KEYS)
-    if unknown:
-        raise ValueError(f"{where}: unknown keys {unknown}; expected {sorted(_TOP_KEYS)}.")
-    root = store if store is not None else data.get("store")
-    if not isinstance(root, str) or not root:
-        raise ValueError(f"{where}: `store` (a directory path) is required.")
-    default_chunk = chunk_size or data.get("chunk_size")  # None: the measurement's
-    if "sweeps" in data:
-        stray = sorted(set(data) & {"measurement", "grid", "options"})
-        if stray:
-            raise ValueError(f"{where}: {stray} belong inside the [sweeps.NAME] tables "
-                             "when `sweeps` is used.")
-        tables = data["sweeps"]
-        if not isinstance(tables, dict) or not tables:
-            raise ValueError(f"{where}: `sweeps` must hold at least one [sweeps.NAME] table.")
-        items = [(name, t, str(Path(root) / name)) for name, t in tables.items()]
-    else:
-        items = [("sweep", {k: v for k, v in data.items() if k in _SWEEP_KEYS}, root)]
-    specs = []
-    for name, t, store_path in items:
-        if not isinstance(t, dict):
-            raise ValueError(f"{where}: [sweeps.{name}] must be a table.")
-        unknown = sorted(set(t) - _SWEEP_KEYS)
-        if unknown:
-            raise ValueError(f"{where}: [sweeps.{name}] has unknown keys {unknown}; "
-                             f"expected {sorted(_SWEEP_KEYS)}.")
-        if not isinstance(t.get("measurement"), str):
-            raise ValueError(f"{where}: sweep {name!r} needs `measurement` (one of "
-                             f"{sorted(measurements())}).")
-        if not isinstance(t.get("grid"), dict) or not t["grid"]:
-            raise ValueError(f"{where}: sweep {name!r} needs a non-empty [grid] table.")
-        chunk = chunk_size or t.get("chunk_size", default_chunk)
-        specs.append(SweepSpec(name, t["measurement"], dict(t["grid"]),
-                               dict(t.get("options", {})), store_path, chunk))
-    return specs
-
-
-def _has_records(root: Path) -> int:
-    return sum(p.stat().st_size > 0 for p in _store.shard_paths(root)) if root.is_dir() else 0
-
-
-def _run_cli(args) -> int:
-    try:
-        if args.coordinator and (args.num_processes is None or args.process_id is None):
-            raise ValueError("--coordinator needs --num-processes and --process-id.")
-        if args.coordinator or args.distributed:
-            kwargs = {}
-            if args.coordinator:
-                kwargs = {"coordinator_address": args.coordinator,
-                          "num_processes": args.num_processes, "process_id": args.process_id}
-            jax.distributed.initialize(**kwargs)
-        specs = read_config(args.config, store=args.store, chunk_size=args.chunk_size)
-        if args.only:
-            names = {s.name for s in specs}
-            missing = sorted(set(args.only) - names)
-            if missing:
-                raise ValueError(f"--only {missing}: the config has sweeps {sorted(names)}.")
-            specs = [s for s in specs if s.name in args.only]
-        for spec in specs:
-            root = Path(spec.store)
-            if args.repair and root.is_dir():
-                dropped = repair(root)
-                print(f"{spec.name}: repaired {spec.store}: dropped {dropped}")
-            if not args.resume and _has_records(root):
-                raise ValueError(
-                    f"store {spec.store!r} already holds results; pass --resume to "
-                    "continue it (points already done are skipped) or choose another "
-                    "store (--store)."
-                )
-        if jax.process_count() > 1:  # nobody writes before every process has checked
-            from jax.experimental import multihost_utils
-
-            multihost_utils.sync_global_devices("gradspec.sweep.cli")
-        summaries = []
-        for spec in specs:
-            res = sweep(spec.measurement, spec.grid, options=spec.options, store=spec.store,
-                        chunk_size=spec.chunk_size, progress=args.progress)
-            n = len(res.records)
-            summaries.append({"name": spec.name, "measurement": spec.measurement,
-                              "store": spec.store, "points": n, "computed": res.computed,
-                              "skipped": res.skipped, "seconds": round(res.seconds, 3)})
-            if not args.json:
-                rate = res.computed / res.seconds if res.seconds > 0 else math.inf
-                tag = (f"[process {jax.process_index()}/{jax.process_count()}] "
-                       if jax.process_count() > 1 else "")
-                print(f"{tag}{spec.name}: {spec.measurement}, {n} points done "
-                      f"({res.computed} computed, {res.skipped} already in the store) in "
-                      f"{res.seconds:.1f} s ({rate:.1f} points/s) -> {spec.store}")
-        if args.json:
-            json.dump(summaries, sys.stdout, indent=2)
-            print()
-        return 0
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as err:
-        print(f"gradspec sweep: error: {err}", file=sys.stderr)
-        return 2
-
-
-def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("config", help="sweep TOML file (see examples/phase_diagram.toml)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue a store that already holds results (skip points done)")
-    p.add_argument("--only", action="append", metavar="NAME",
-                   help="run only this [sweeps.NAME] (repeatable)")
-    p.add_argument("--store", help="override the config's store path")
-    p.add_argument("--chunk-size", type=_positive, help="override points per compiled call")
-    p.add_argument("--repair", action="store_true",
-                   help="first drop truncated/corrupt records and ones with missing .npz")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="tqdm bar (default: when installed and stderr is a terminal)")
-    p.add_argument("--json", action="store_true", help="print a JSON summary")
-    g = p.add_argument_group("multi-host (jax.distributed)")
-    g.add_argument("--distributed", action="store_true",
-                   help="jax.distributed.initialize() with cluster auto-detection")
-    g.add_argument("--coordinator", metavar="HOST:PORT", help="coordinator address")
-    g.add_argument("--num-processes", type=_positive, help="with --coordinator")
-    g.add_argument("--process-id", type=int, help="with --coordinator: this process, 0-based")
-    p.set_defaults(run=_run_cli)
-    return p
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {value}")
-    return value
-
-
-def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Add the ``sweep`` subcommand to ``gradspec``'s subparsers (``set_defaults(run=...)``,
-    so ``args.run(args)`` runs it and returns the exit code)."""
-    p = subparsers.add_parser(
-        "sweep", help="evaluate a measurement over a grid (resumable store)",
-        description="Run the sweeps of a TOML config into resumable stores.")
-    return _configure(p)
-
-
-def cli_main(argv: Sequence[str] | None = None) -> int:
-    """``gradspec sweep`` on its own: ``cli_main(["config.toml", "--resume"])``."""
-    parser = _configure(argparse.ArgumentParser(
-        prog="gradspec sweep", description="Run the sweeps of a TOML config into "
-        "resumable stores."))
-    args = parser.parse_args(argv)
-    return args.run(args)
 
 
 if __name__ == "__main__":

@@ -108,6 +108,8 @@ def test_mean_field_equals_theory(nonlinearity):
         for k, v in direct.items():
             # float64 (conftest enables x64); vmap vs a single call only reorders sums.
             np.testing.assert_allclose(r["results"][k], float(v), rtol=1e-12, err_msg=k)
+        if nonlinearity == "relu":  # by hand: relu' = 1 on half of a centred Gaussian
+            assert r["results"]["chi"] == pytest.approx(sw**2 / 2, rel=1e-12)
 
 
 def test_progress_bar_when_tqdm_is_importable(monkeypatch):
@@ -236,6 +238,9 @@ def test_table_and_to_grid():
     assert g.coords[0].tolist() == [0.5, 1.0, 1.5] and g.coords[1].tolist() == [0.0, 0.1]
     direct = theory.mean_field("tanh", 1.0, sigma_b=0.1).lambda_max
     assert g.values[1, 1] == pytest.approx(float(direct), rel=1e-12)
+    # By hand: tanh at sigma_w = 0.5 < 1, sigma_b = 0 has q* = 0, so chi = sigma_w^2 and
+    # lambda_max = log(sigma_w).
+    assert g.values[0, 0] == pytest.approx(math.log(0.5), rel=1e-12)
     partial = gs.to_grid(recs[:-1], "chi")
     assert np.isnan(partial.values[1, 0]) and np.isfinite(partial.values[1, 1])
     with pytest.raises(ValueError, match="sigma_b"):
