@@ -60,7 +60,7 @@ __all__ = [
 ]
 
 #: Bumped when a compute function changes what it returns (invalidates caches).
-DATA_VERSION = 1
+DATA_VERSION = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,32 +181,27 @@ def _recurrent_init(init: str, gain: float, nonlinearity: str, sigma_x: float):
     return getattr(gs_init, init)(gain)
 
 
-def _driven_rnn(
-    cfg: dict,
-    cell_name: str,
-    nonlinearity: str,
-    init: str,
-    gain: float,
-    N: int,
-    T: int,
-    seed: int,
-):
-    """Cell, params, the measured inputs (T, 1) and the state after a warm-up."""
+def _driven_rnn(cfg: dict, cell_name: str, nonlinearity: str, init: str, gain: float):
+    """Cell, params, the measured inputs (T, 1), the state after ``cfg["warmup"]``
+    steps and all inputs (warmup + T, 1); sizes and seed from ``cfg``."""
     import jax.random as jr
 
     import gradspec
 
     cell = _make_cell(cell_name, nonlinearity)
-    k_p, k_x = jr.split(_key(seed))
-    scale = cfg["input_scale"]
+    k_p, k_x = jr.split(_key(cfg["seed"]))
+    scale, warmup = cfg["input_scale"], cfg["warmup"]
     # W_xh ~ N(0, 1/D) with D = 1: each unit's drive has std `scale`, the sigma_x of
     # mean-field theory.
     params = cell.init(
-        k_p, N, 1, recurrent_init=_recurrent_init(init, gain, nonlinearity, scale)
+        k_p,
+        cfg["N"],
+        1,
+        recurrent_init=_recurrent_init(init, gain, nonlinearity, scale),
     )
-    xs = scale * jr.normal(k_x, (cfg["warmup"] + T, 1))
-    h0 = gradspec.trajectory(cell, params, xs[: cfg["warmup"]])[-1]
-    return cell, params, xs[cfg["warmup"] :], h0, xs
+    xs = scale * jr.normal(k_x, (warmup + cfg["T"], 1))
+    h0 = gradspec.trajectory(cell, params, xs[:warmup])[-1]
+    return cell, params, xs[warmup:], h0, xs
 
 
 def _compute_gradient_vs_lag(cfg: dict) -> dict:
@@ -214,9 +209,7 @@ def _compute_gradient_vs_lag(cfg: dict) -> dict:
 
     profiles, predicted, regimes, labels = [], [], [], []
     for label, cell_name, nl, init, gain in cfg["configs"]:
-        cell, params, xs, h0, all_xs = _driven_rnn(
-            cfg, cell_name, nl, init, gain, cfg["N"], cfg["T"], cfg["seed"]
-        )
+        cell, params, xs, h0, all_xs = _driven_rnn(cfg, cell_name, nl, init, gain)
         profiles.append(np.asarray(gradspec.gradient_profile(cell, params, xs, h0)))
         pred = gradspec.predict(cell, params, cfg["T"], inputs=all_xs)
         predicted.append(pred.lyapunov)
@@ -236,9 +229,7 @@ def _compute_jacobian_heatmap(cfg: dict) -> dict:
 
     mats = []
     for gain in cfg["gains"]:
-        cell, params, xs, h0, _ = _driven_rnn(
-            cfg, "rnn", "tanh", "gaussian", gain, cfg["N"], cfg["T"], cfg["seed"]
-        )
+        cell, params, xs, h0, _ = _driven_rnn(cfg, "rnn", "tanh", "gaussian", gain)
         J = gradspec.step_jacobians(cell, params, xs, h0)
         mats.append(np.asarray(plots.log_jacobian_norms(J)))
     return {"log_norms": np.stack(mats), "gains": np.asarray(cfg["gains"], np.float64)}
@@ -250,35 +241,30 @@ def _compute_lyapunov_spectrum(cfg: dict) -> dict:
     import jax.random as jr
 
     import gradspec
+    from gradspec.sweep import random_rnn
 
-    cell = gradspec.cells.RNN("tanh")
     N, T = cfg["N"], cfg["T"]
+    gains = jnp.asarray(cfg["gains"])
 
     def one(gain, key):
-        # One autonomous network from a random state: W_hh ~ N(0, g^2/N), h0 ~ N(0, I).
-        k_p, k_h = jr.split(key)
-        W = gain * gradspec.init.gaussian(1.0)(k_p, (N, N))
-        params = {"W_hh": W, "W_xh": jnp.zeros((N, 1)), "b": jnp.zeros((N,))}
-        h0 = jr.normal(k_h, (N,))
-        return gradspec.lyapunov_spectrum(
-            cell, params, jnp.zeros((T, 1)), h0, warmup=cfg["warmup"]
-        )
+        # One autonomous network from a random state: W_hh ~ N(0, g^2/N), no bias,
+        # h0 ~ N(0, I), zero input (a sweep point's network, random_rnn).
+        cell, params, xs, h0 = random_rnn(gain, 0.0, 0.0, key, N=N, T=T)
+        return gradspec.lyapunov_spectrum(cell, params, xs, h0, warmup=cfg["warmup"])
 
-    # Mean field averages over W: so does the figure, over `draws` networks per gain
-    # (one jax.vmap). A single finite-N draw near the transition may sit on a stable
-    # fixed point or a limit cycle instead of the chaotic attractor.
+    # Mean field averages over W: so does the figure, over `draws` networks per gain,
+    # all (gain, draw) pairs in one nested jax.vmap. A single finite-N draw near the
+    # transition may sit on a stable fixed point or a limit cycle instead of the
+    # chaotic attractor.
     keys = jr.split(_key(cfg["seed"]), cfg["draws"])
-    exps = [
-        np.asarray(jax.vmap(one, in_axes=(None, 0))(jnp.asarray(g), keys))
-        for g in cfg["gains"]
-    ]
-    predicted = [
-        float(gradspec.theory.mean_field("tanh", g).lambda_max) for g in cfg["gains"]
-    ]
+    exps = np.asarray(
+        jax.vmap(jax.vmap(one, in_axes=(None, 0)), in_axes=(0, None))(gains, keys)
+    )  # (G, draws, N)
+    predicted = jax.vmap(lambda g: gradspec.theory.mean_field("tanh", g).lambda_max)
     return {
-        "exponents": np.stack([e.mean(0) for e in exps]),  # (G, N) mean over draws
-        "top_exponents": np.stack([e[:, 0] for e in exps]),  # (G, draws)
-        "lambda_max": np.asarray(predicted),
+        "exponents": exps.mean(1),  # (G, N) mean over draws
+        "top_exponents": exps[:, :, 0],  # (G, draws)
+        "lambda_max": np.asarray(predicted(gains), np.float64),
         "gains": np.asarray(cfg["gains"], np.float64),
     }
 
@@ -288,9 +274,11 @@ def lyapunov_points(
 ) -> np.ndarray:
     r"""Top Lyapunov exponent of one random autonomous vanilla RNN per point.
 
-    Point i is a network with :math:`W_{hh} \sim \mathcal N(0, \sigma_{w,i}^2/N)`
-    (:func:`gradspec.init.gaussian`), bias :math:`b \sim \mathcal N(0, \sigma_{b,i}^2)`,
-    zero input and a random :math:`h_0 \sim \mathcal N(0, I)`; its exponent is
+    Point i is the autonomous network of a sweep point
+    (:func:`gradspec.sweep.random_rnn` with ``sigma_x = 0``):
+    :math:`W_{hh} \sim \mathcal N(0, \sigma_{w,i}^2/N)`, bias
+    :math:`b \sim \mathcal N(0, \sigma_{b,i}^2)`, zero input and a random
+    :math:`h_0 \sim \mathcal N(0, I)`; its exponent is
     :func:`gradspec.lyapunov_spectrum` with ``k=1`` after ``warmup`` steps, all points
     in one ``jax.vmap``.
 
@@ -308,25 +296,19 @@ def lyapunov_points(
     import jax.random as jr
 
     import gradspec
+    from gradspec.sweep import random_rnn
 
-    cell = gradspec.cells.RNN(nonlinearity)
     sigma_w, sigma_b = jnp.asarray(sigma_w), jnp.asarray(sigma_b)
     if sigma_w.shape != sigma_b.shape or sigma_w.ndim != 1:
         raise ValueError(
             f"`sigma_w` and `sigma_b` must be (P,) each; got {sigma_w.shape} "
             f"and {sigma_b.shape}."
         )
-    dtype = sigma_w.dtype
 
     def one(i, sw, sb):
-        k_w, k_b, k_h = jr.split(jr.fold_in(key, i), 3)
-        params = {
-            "W_hh": sw * gradspec.init.gaussian(1.0)(k_w, (N, N), dtype),
-            "W_xh": jnp.zeros((N, 1), dtype),
-            "b": sb * jr.normal(k_b, (N,), dtype),
-        }
-        h0 = jr.normal(k_h, (N,), dtype)
-        xs = jnp.zeros((T, 1), dtype)
+        cell, params, xs, h0 = random_rnn(
+            sw, sb, 0.0, jr.fold_in(key, i), N=N, T=T, nonlinearity=nonlinearity
+        )
         return gradspec.lyapunov_spectrum(cell, params, xs, h0, k=1, warmup=warmup)[0]
 
     index = jnp.arange(sigma_w.shape[0])

@@ -4,6 +4,8 @@ given (not just "no exception"), saved files have TrueType fonts and the asked s
 import importlib
 import math
 import struct
+import subprocess
+import sys
 
 import jax.numpy as jnp
 import jax.random as jr
@@ -49,6 +51,19 @@ def test_style_is_never_applied_on_import():
         importlib.reload(module)
     assert dict(matplotlib.rcParams) == before
     assert matplotlib.rcParams["pdf.fonttype"] == before["pdf.fonttype"]
+
+
+def test_importing_gradspec_does_not_import_matplotlib():
+    # Fresh interpreter: this test process has matplotlib loaded already.
+    code = (
+        "import sys, gradspec; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib' "
+        "or m in ('gradspec.plots', 'gradspec.style', 'gradspec.figures')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
 
 
 def test_style_context_applies_and_restores():
@@ -411,6 +426,9 @@ def test_agreement_matrix(getkey):
             gp.OUTCOME_ORDER.index(r["observed_outcome"]),
         ] += 1
     np.testing.assert_array_equal(counts, expected)
+    # By hand: with input std 0.5, g = 0.5, 0.8 and 1.0 are ordered (lambda_max =
+    # -0.88, -0.45, -0.27) and g = 2, 3 chaotic (+0.12, +0.30).
+    np.testing.assert_array_equal(counts, [[2, 1, 0], [0, 0, 0], [1, 0, 1]])
     assert counts.sum() == 5
     fig = gp.plot_agreement(rows)
     ax = fig.axes[0]
@@ -461,36 +479,26 @@ def small_figures(monkeypatch):
 
 def test_figures_generate_caches_and_redraws(tmp_path, small_figures):
     logs = []
-    out = figures.generate(
-        tmp_path,
-        quick=True,
-        only=["singular_values"],
-        formats=("png",),
-        dpi=50,
-        log=logs.append,
-    )
+
+    def generate(**kwargs):
+        return figures.generate(
+            tmp_path,
+            quick=True,
+            only=["singular_values"],
+            formats=("png",),
+            dpi=50,
+            log=logs.append,
+            **kwargs,
+        )
+
+    out = generate()
     png = tmp_path / "singular_values.png"
     assert out["singular_values"] == [png] and png.exists()
     assert (tmp_path / "cache" / "singular_values.npz").exists()
     assert logs[-1].startswith("[computed] singular_values")
-    figures.generate(
-        tmp_path,
-        quick=True,
-        only=["singular_values"],
-        formats=("png",),
-        dpi=50,
-        log=logs.append,
-    )
+    generate()
     assert logs[-1].startswith("[cache] singular_values")
-    figures.generate(
-        tmp_path,
-        quick=True,
-        only=["singular_values"],
-        formats=("png",),
-        dpi=50,
-        force=True,
-        log=logs.append,
-    )
+    generate(force=True)
     assert logs[-1].startswith("[computed] singular_values")
 
 
