@@ -548,7 +548,16 @@ def guarded(run, *, env, benchmark, case, method="gradspec") -> list:
     try:
         return run()
     except Exception as err:  # noqa: BLE001 - recorded, the run goes on
-        return [failed(env=env, benchmark=benchmark, method=method, library=True, case=case, err=err)]
+        return [
+            failed(
+                env=env,
+                benchmark=benchmark,
+                method=method,
+                library=True,
+                case=case,
+                err=err,
+            )
+        ]
 
 
 def failed(*, env, benchmark, method, library, case, err: BaseException) -> dict:
@@ -698,6 +707,65 @@ def rnn_problem(
         batch,
         dtype,
     )
+
+
+def final_state(cell, params, h0, xs) -> jax.Array:
+    """h_T by a plain ``lax.scan`` (no states kept): the naive baselines' forward."""
+    return jax.lax.scan(lambda h, x: (cell.step(params, h, x), None), h0, xs)[0]
+
+
+def torch_args(torch, prob: Problem, device):
+    """torch copies (W_hh, W_xh, b, xs, h0, readout) of the first sequence, in the
+    problem's dtype (on CUDA when JAX runs on a GPU), and the sync for their results."""
+    dt = {"float32": torch.float32, "float64": torch.float64}[prob.dtype]
+    tdev = "cuda" if device.platform == "gpu" and torch.cuda.is_available() else "cpu"
+    xs, h0 = prob.first()
+    p = prob.params
+    arrays = (p["W_hh"], p["W_xh"], p["b"], xs, h0, prob.readout)
+    args = [torch.tensor(np.asarray(a), dtype=dt, device=tdev) for a in arrays]
+
+    def sync(out):
+        if tdev == "cuda":
+            torch.cuda.synchronize()
+        return out
+
+    return args, sync
+
+
+def for_each_case(cfg: Config, env: dict, peaks: dict, device, grid: str, runs) -> list:
+    """The records of every case of ``cfg.grid(grid)``.
+
+    ``runs`` holds ``(benchmark, run_case, skip)`` triples, applied in order to each
+    case's :func:`rnn_problem`: where ``skip(prob)`` gives a reason, one ``skipped``
+    record of the ``gradspec`` method says so; otherwise
+    ``run_case(cfg, env, peaks, device, prob, torch)`` is logged and :func:`guarded`.
+    """
+    out = []
+    for N, T, dtype, B in cfg.grid(grid):
+        prob = rnn_problem(N, T, dtype, B, device)
+        case = prob.case()
+        for bench, run_case, skip in runs:
+            reason = skip(prob)
+            if reason:
+                out.append(
+                    skipped(
+                        env=env,
+                        benchmark=bench,
+                        method="gradspec",
+                        library=True,
+                        case=case,
+                        reason=reason,
+                    )
+                )
+                continue
+            log(f"[{bench}] N={N} T={T} {dtype} B={B}")
+            out += guarded(
+                lambda: run_case(cfg, env, peaks, device, prob, torch_for(cfg, N)),
+                env=env,
+                benchmark=bench,
+                case=case,
+            )
+    return out
 
 
 def batched(fn: Callable, batch: int, in_axes) -> Callable:

@@ -88,17 +88,13 @@ def log_norm(g, axis=None):
     return jnp.squeeze(out, axis) if axis is not None else out.reshape(())
 
 
-def _run(cell, params, h0, xs):
-    return lax.scan(lambda h, x: (cell.step(params, h, x), None), h0, xs)[0]
-
-
 def make_profile(cell):
     return lambda params, xs, h0: gradspec.gradient_profile(cell, params, xs, h0)
 
 
 def make_plain_grad_h0(cell, readout):
     def fn(params, xs, h0):
-        return jax.grad(lambda h: readout @ _run(cell, params, h, xs))(h0)
+        return jax.grad(lambda h: readout @ R.final_state(cell, params, h, xs))(h0)
 
     return fn
 
@@ -106,9 +102,9 @@ def make_plain_grad_h0(cell, readout):
 def make_plain_grad_params(cell, readout, batch):
     def loss(params, xs, h0):
         if batch == 1:
-            return readout @ _run(cell, params, h0, xs)
+            return readout @ R.final_state(cell, params, h0, xs)
         return jnp.sum(
-            jax.vmap(lambda x, h: readout @ _run(cell, params, h, x))(xs, h0)
+            jax.vmap(lambda x, h: readout @ R.final_state(cell, params, h, x))(xs, h0)
         )
 
     return jax.grad(loss)
@@ -132,18 +128,17 @@ def make_grad_all_states(cell, readout):
 
 def make_jacrev_full(cell, readout):
     def fn(params, xs, h0):
-        J = jax.jacrev(lambda h: _run(cell, params, h, xs))(h0)  # dh_T/dh_0, (N, N)
+        # dh_T/dh_0, (N, N)
+        J = jax.jacrev(lambda h: R.final_state(cell, params, h, xs))(h0)
         return log_norm(readout @ J)  # lag T
 
     return fn
 
 
 def make_lag_grad(cell, readout):
-    def fn(params, xs_tail, h_start):
-        g = jax.grad(lambda h: readout @ _run(cell, params, h, xs_tail))(h_start)
-        return log_norm(g)
-
-    return fn
+    """log ||dL/dh_{T-k}|| by a plain grad through the last k steps ``xs_tail``."""
+    grad_h0 = make_plain_grad_h0(cell, readout)
+    return lambda params, xs_tail, h_start: log_norm(grad_h0(params, xs_tail, h_start))
 
 
 # ------------------------------------------------------------------ host methods
@@ -176,22 +171,6 @@ def torch_profile(torch, W, Wx, b, xs, h0, r):
     safe = torch.where(m > 0, m, torch.ones_like(m))
     out = torch.log(safe[:, 0]) + 0.5 * torch.log(((grads / safe) ** 2).sum(1))
     return torch.where(m[:, 0] > 0, out, -torch.inf).detach().cpu().numpy()
-
-
-def torch_args(torch, prob: R.Problem, device):
-    dt = {"float32": torch.float32, "float64": torch.float64}[prob.dtype]
-    tdev = "cuda" if device.platform == "gpu" and torch.cuda.is_available() else "cpu"
-    xs, h0 = prob.first()
-    p = prob.params
-    arrays = (p["W_hh"], p["W_xh"], p["b"], xs, h0, prob.readout)
-    args = [torch.tensor(np.asarray(a), dtype=dt, device=tdev) for a in arrays]
-
-    def sync(out):
-        if tdev == "cuda":
-            torch.cuda.synchronize()
-        return out
-
-    return args, sync, tdev
 
 
 # ------------------------------------------------------------------ one case
@@ -256,7 +235,7 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
         np_args = prob.numpy64()
         prepared["numpy_f64_loop"] = R.host_call(numpy_profile, *np_args)
         if torch:
-            targs, tsync, _ = torch_args(torch, prob, device)
+            targs, tsync = R.torch_args(torch, prob, device)
             prepared["torch_autograd"] = R.host_call(
                 lambda *a: torch_profile(torch, *a), *targs, sync=tsync
             )
@@ -281,17 +260,8 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
         )
 
     recs = []
-    for name in (
-        "gradspec",
-        "grad_all_states",
-        "numpy_f64_loop",
-        "torch_autograd",
-    ):
-        if name not in timings:
-            continue
-        acc = acc_full(timings[name].output)
-        if name == "numpy_f64_loop":
-            acc["note"] = "this is the reference itself"
+
+    def add(name, timing, acc, **extra):
         formula, count = FLOPS[name]
         recs.append(
             R.record(
@@ -300,78 +270,60 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
                 method=name,
                 library=name == "gradspec",
                 case=case,
-                timing=timings[name],
+                timing=timing,
                 flops=count(N, T, B),
                 flop_formula=formula,
                 peaks=peaks,
                 accuracy=acc,
-                lags_covered=T + 1,
+                **extra,
             )
         )
-    for name in ("plain_grad_h0", "plain_grad_params"):
-        if name not in timings:
-            continue
-        t = timings[name]
-        if name == "plain_grad_h0":
-            g = np.asarray(t.output)
-            g = g if B == 1 else g[0]
-            err = R.max_abs_error(log_norm(jnp.asarray(g, jnp.float64)), ref[T])
-            acc = R.accuracy(err, tol, "|log||dL/dh_0|| error| (lag T)", ref_name)
-        else:
-            acc = R.not_checked(
-                "yardstick only: a parameter gradient, not a profile entry"
-            )
-        formula, count = FLOPS[name]
+
+    def skip(name, why):
         recs.append(
-            R.record(
+            R.skipped(
                 env=env,
                 benchmark=BENCH,
                 method=name,
                 library=False,
                 case=case,
-                timing=t,
-                flops=count(N, T, B),
-                flop_formula=formula,
-                peaks=peaks,
-                accuracy=acc,
-                lags_covered=0 if name == "plain_grad_params" else 1,
+                reason=why,
+                flop_formula=FLOPS[name][0],
             )
         )
+
+    for name in ("gradspec", "grad_all_states", "numpy_f64_loop", "torch_autograd"):
+        if name in timings:
+            acc = acc_full(timings[name].output)
+            if name == "numpy_f64_loop":
+                acc["note"] = "this is the reference itself"
+            add(name, timings[name], acc, lags_covered=T + 1)
+    if "plain_grad_h0" in timings:
+        t = timings["plain_grad_h0"]
+        g = np.asarray(t.output)
+        g = g if B == 1 else g[0]
+        err = R.max_abs_error(log_norm(jnp.asarray(g, jnp.float64)), ref[T])
+        acc = R.accuracy(err, tol, "|log||dL/dh_0|| error| (lag T)", ref_name)
+        add("plain_grad_h0", t, acc, lags_covered=1)
+    if "plain_grad_params" in timings:
+        acc = R.not_checked("yardstick only: a parameter gradient, not a profile entry")
+        add("plain_grad_params", timings["plain_grad_params"], acc, lags_covered=0)
     if "jacrev_full" in timings:
         t = timings["jacrev_full"]
         acc = R.accuracy(
             R.max_abs_error(t.output, ref[T]), tol, "|log-norm error| (lag T)", ref_name
         )
-        formula, count = FLOPS["jacrev_full"]
-        recs.append(
-            R.record(
-                env=env,
-                benchmark=BENCH,
-                method="jacrev_full",
-                library=False,
-                case=case,
-                timing=t,
-                flops=count(N, T, B),
-                flop_formula=formula,
-                peaks=peaks,
-                accuracy=acc,
-                lags_covered=1,
-                all_lags_estimate_s=t.best * (T + 1) / 2,
-                note="measured for lag T only; all lags by this route "
-                "~ (T+1)/2 times this (cost linear in the lag)",
-            )
+        add(
+            "jacrev_full",
+            t,
+            acc,
+            lags_covered=1,
+            all_lags_estimate_s=t.best * (T + 1) / 2,
+            note="measured for lag T only; all lags by this route "
+            "~ (T+1)/2 times this (cost linear in the lag)",
         )
     elif B == 1:
-        recs.append(
-            R.skipped(
-                env=env,
-                benchmark=BENCH,
-                method="jacrev_full",
-                library=False,
-                case=case,
-                reason="2 N^3 T > 2e12 flops outside --full mode",
-            )
-        )
+        skip("jacrev_full", "2 N^3 T > 2e12 flops outside --full mode")
     if lags:
         lag_t = [timings[f"lag:{k}"] for k in lags]
         ext = extrapolate_lags(lags, [t.best for t in lag_t], T)
@@ -387,65 +339,31 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
             sum(t.warmup_s for t in lag_t),
             [sum(ts) for ts in zip(*[t.times_s for t in lag_t])],
         )
-        formula, count = FLOPS["per_lag_grad"]
-        recs.append(
-            R.record(
-                env=env,
-                benchmark=BENCH,
-                method="per_lag_grad",
-                library=False,
-                case=case,
-                timing=merged,
-                flops=count(N, T, B),
-                flop_formula=formula,
-                peaks=peaks,
-                accuracy=acc,
-                extrapolated=ext,
-                lags_covered=T,
-                note=f"timed lags {lags}, extrapolated to all T lags; compile "
-                "time covers the timed lags only (one compilation per lag)",
-            )
+        add(
+            "per_lag_grad",
+            merged,
+            acc,
+            extrapolated=ext,
+            lags_covered=T,
+            note=f"timed lags {lags}, extrapolated to all T lags; compile "
+            "time covers the timed lags only (one compilation per lag)",
         )
     for name, why in skipped:
-        recs.append(
-            R.skipped(
-                env=env,
-                benchmark=BENCH,
-                method=name,
-                library=False,
-                case=case,
-                reason=why,
-                flop_formula=FLOPS[name][0],
-            )
-        )
+        skip(name, why)
     R.add_ratios(recs, "gradspec")
     return recs
 
 
 def run(cfg, env, peaks, device) -> list:
-    out = []
-    for N, T, dtype, B in cfg.grid("gradient_profile"):
-        prob = R.rnn_problem(N, T, dtype, B, device)
-        case = prob.case()
+    def over_budget(prob):
+        N, T, B, dtype = prob.N, prob.T, prob.batch, prob.dtype
         est = 6 * N**2 * T * B / (0.02 * peaks[dtype]["best_flops"])  # 2% of peak: GEMV
         if est * (cfg.repeats + 2) > cfg.budget_s * 4:
-            out.append(
-                R.skipped(
-                    env=env,
-                    benchmark=BENCH,
-                    method="gradspec",
-                    library=True,
-                    case=case,
-                    reason=f"estimated {est:.1f} s per call is over "
-                    f"the budget ({cfg.budget_s} s) of --{cfg.mode}",
-                )
+            return (
+                f"estimated {est:.1f} s per call is over "
+                f"the budget ({cfg.budget_s} s) of --{cfg.mode}"
             )
-            continue
-        R.log(f"[{BENCH}] N={N} T={T} {dtype} B={B}")
-        out += R.guarded(
-            lambda: run_case(cfg, env, peaks, device, prob, R.torch_for(cfg, N)),
-            env=env,
-            benchmark=BENCH,
-            case=case,
-        )
-    return out
+        return None
+
+    runs = [(BENCH, run_case, over_budget)]
+    return R.for_each_case(cfg, env, peaks, device, BENCH, runs)

@@ -125,7 +125,7 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
     W64 = np.asarray(W, np.float64)
     # the module, not the function `gradspec.predict` that the package re-exports
     gp = importlib.import_module("gradspec.predict")
-    K = min(T, getattr(gp, "TRANSIENT_POWERS", 200))  # the powers predict searches
+    K = min(T, gp.TRANSIENT_POWERS)  # the powers predict searches
     sync = jax.block_until_ready
     key = jax.random.key(1)
     xs8 = jnp.zeros((SAMPLES, STEPS, 1), dtype)
@@ -167,9 +167,7 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
         lambda: sampled_numpy(np_args[0], np_args[1], np_args[2], rng)
     )
     if torch:
-        from .bench_gradient_profile import torch_args
-
-        targs, tsync, _ = torch_args(torch, prob, device)
+        targs, tsync = R.torch_args(torch, prob, device)
         gen = torch.Generator().manual_seed(0)
         prepared["torch_loop"] = R.host_call(
             lambda: sampled_torch(torch, targs[0], targs[2], gen), sync=tsync
@@ -313,28 +311,13 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
 
 
 def run(cfg, env, peaks, device) -> list:
-    out = []
-    for N, T, dtype, B in cfg.grid("predict"):
-        prob = R.rnn_problem(N, T, dtype, 1, device)
-        case = {**prob.case(), "batch": B}
-        if B > 1:
-            out.append(
-                R.skipped(
-                    env=env,
-                    benchmark=BENCH,
-                    method="gradspec",
-                    library=True,
-                    case=case,
-                    reason="predict is host-side (Python verdict) "
-                    "and not vmap-able: B networks cost B calls",
-                )
+    def batched(prob):
+        if prob.batch > 1:
+            return (
+                "predict is host-side (Python verdict) "
+                "and not vmap-able: B networks cost B calls"
             )
-            continue
-        R.log(f"[{BENCH}] N={N} T={T} {dtype}")
-        out += R.guarded(
-            lambda: run_case(cfg, env, peaks, device, prob, R.torch_for(cfg, N)),
-            env=env,
-            benchmark=BENCH,
-            case=case,
-        )
-    return out
+        return None
+
+    runs = [(BENCH, run_case, batched)]
+    return R.for_each_case(cfg, env, peaks, device, BENCH, runs)

@@ -54,7 +54,6 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 import gradspec
 
@@ -95,10 +94,6 @@ def lyap_flops(N, T, k):
 
 
 # ------------------------------------------------------------------ JAX methods
-def _run(cell, params, h0, xs):
-    return lax.scan(lambda h, x: (cell.step(params, h, x), None), h0, xs)[0]
-
-
 def make_psv(cell, max_sweeps=MAX_SWEEPS, method="auto"):
     return lambda p, xs, h0: gradspec.product_singular_values(
         cell, p, xs, h0, max_sweeps=max_sweeps, method=method
@@ -113,7 +108,7 @@ def make_lyap(cell, k=None, method="auto"):
 
 def make_jacrev_svd(cell):
     def fn(params, xs, h0):
-        J = jax.jacrev(lambda h: _run(cell, params, h, xs))(h0)
+        J = jax.jacrev(lambda h: R.final_state(cell, params, h, xs))(h0)
         return jnp.log(jnp.linalg.svd(J, compute_uv=False))
 
     return fn
@@ -230,9 +225,7 @@ def psv_case(cfg, env, peaks, device, prob: R.Problem, torch, *, baselines=True)
                 numpy_product_svd, *prob.numpy64()[:5]
             )
             if torch:
-                from .bench_gradient_profile import torch_args
-
-                targs, tsync, _ = torch_args(torch, prob, device)
+                targs, tsync = R.torch_args(torch, prob, device)
                 prepared["torch_autograd_svd"] = R.host_call(
                     lambda *a: torch_jacobian_svd(torch, *a), *targs[:5], sync=tsync
                 )
@@ -362,9 +355,7 @@ def lyap_case(cfg, env, peaks, device, prob: R.Problem, torch, *, baselines=True
         np_args = prob.numpy64()[:5]
         prepared["numpy_f64_loop"] = R.host_call(numpy_benettin, *np_args, N)
         if torch:
-            from .bench_gradient_profile import torch_args
-
-            targs, tsync, _ = torch_args(torch, prob, device)
+            targs, tsync = R.torch_args(torch, prob, device)
             prepared["torch_loop"] = R.host_call(
                 lambda *a: torch_benettin(torch, *a, N), *targs[:5], sync=tsync
             )
@@ -557,67 +548,40 @@ def estimate_s(flops, peaks, dtype, efficiency=0.15):
 
 
 def run(cfg, env, peaks, device) -> list:
-    out = []
-    for N, T, dtype, B in cfg.grid("spectra"):
-        prob = R.rnn_problem(N, T, dtype, B, device)
-        case = prob.case()
-        # Full Lyapunov spectrum: T QRs of N x N (efficiency guess 15% of the matmul
-        # peak for QR-bound scans; the measured fraction is in the records).
-        est = estimate_s(lyap_flops(N, T, N) * B, peaks, dtype)
-        for bench, fn, cost in (
-            (BENCH_LYAP, lyap_case, est),
-            (BENCH_PSV, psv_case, 2 * est),
-        ):
+    def over_budget(factor):
+        def skip(prob):
+            # Full Lyapunov spectrum: T QRs of N x N (efficiency guess 15% of the
+            # matmul peak for QR-bound scans; the measured fraction is in the records).
+            N, T, B = prob.N, prob.T, prob.batch
+            cost = factor * estimate_s(lyap_flops(N, T, N) * B, peaks, prob.dtype)
             if cost * (cfg.repeats + 3) > cfg.budget_s:
-                out.append(
-                    R.skipped(
-                        env=env,
-                        benchmark=bench,
-                        method="gradspec",
-                        library=True,
-                        case=case,
-                        reason=f"estimated {cost:.1f} s per call is over the "
-                        f"--{cfg.mode} budget ({cfg.budget_s} s)",
-                    )
+                return (
+                    f"estimated {cost:.1f} s per call is over the "
+                    f"--{cfg.mode} budget ({cfg.budget_s} s)"
                 )
-                continue
-            R.log(f"[{bench}] N={N} T={T} {dtype} B={B}")
-            out += R.guarded(
-                lambda: fn(cfg, env, peaks, device, prob, R.torch_for(cfg, N)),
-                env=env,
-                benchmark=bench,
-                case=case,
-            )
+            return None
+
+        return skip
+
+    runs = [
+        (BENCH_LYAP, lyap_case, over_budget(1)),
+        (BENCH_PSV, psv_case, over_budget(2)),
+    ]
+    out = R.for_each_case(cfg, env, peaks, device, "spectra", runs)
     R.log(f"[{BENCH_TOPK}] N, T = {cfg.k_case}, k = {cfg.k_values}")
-    try:
-        out += topk_study(cfg, env, peaks, device)
-    except Exception as err:  # noqa: BLE001 - recorded, the run goes on
-        out.append(
-            R.failed(
-                env=env,
-                benchmark=BENCH_TOPK,
-                method="scaling",
-                library=True,
-                case={
-                    "dtype": "float32",
-                    "N": cfg.k_case[0],
-                    "T": cfg.k_case[1],
-                    "batch": 1,
-                },
-                err=err,
-            )
-        )
-    try:
-        out += roofline(cfg, env, peaks, device)
-    except Exception as err:  # noqa: BLE001 - recorded, the run goes on
-        out.append(
-            R.failed(
-                env=env,
-                benchmark=BENCH_LYAP,
-                method="roofline",
-                library=True,
-                case={"dtype": "float32", "N": 0, "T": 0, "batch": 1},
-                err=err,
-            )
-        )
+    N, T = cfg.k_case
+    out += R.guarded(
+        lambda: topk_study(cfg, env, peaks, device),
+        env=env,
+        benchmark=BENCH_TOPK,
+        case={"dtype": "float32", "N": N, "T": T, "batch": 1},
+        method="scaling",
+    )
+    out += R.guarded(
+        lambda: roofline(cfg, env, peaks, device),
+        env=env,
+        benchmark=BENCH_LYAP,
+        case={"dtype": "float32", "N": 0, "T": 0, "batch": 1},
+        method="roofline",
+    )
     return out

@@ -116,9 +116,7 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
             python_loop_jacrev, step_jac, p, xs[:prefix], h0, step
         )
         if torch:
-            from .bench_gradient_profile import torch_args
-
-            targs, tsync, _ = torch_args(torch, prob, device)
+            targs, tsync = R.torch_args(torch, prob, device)
             targs[3] = targs[3][:prefix]
             prepared["torch_autograd"] = R.host_call(
                 lambda *a: torch_jacobians(torch, *a), *targs[:5], sync=tsync
@@ -145,41 +143,28 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
     for name, timing in t.items():
         ext = None
         out = timing.output
-        if name in ("gradspec", "gradspec_autodiff"):
+        if name.startswith("gradspec"):
+            checked = steps
             J = np.asarray(out if B == 1 else out[0])[steps]
-            acc = R.accuracy(
-                rel_frob_error(J, ref),
-                TOL[dtype],
-                "max_t ||J_t - J_t^ref||_F / ||J_t^ref||_F",
-                ref_name,
-                steps_checked=steps,
-            )
-        elif prefix < T:
-            ext = {
-                "seconds": timing.best * T / prefix,
-                "median_seconds": timing.median * T / prefix,
-                "from_steps": prefix,
-                "how": "linear in T (one step per "
-                "iteration): time on the first steps x T / steps",
-            }
-            head = [s for s in steps if s < prefix]
-            J = np.stack([np.asarray(out[s]) for s in head])
-            acc = R.accuracy(
-                rel_frob_error(J, ref[: len(head)]),
-                TOL[dtype],
-                "max_t ||J_t - J_t^ref||_F / ||J_t^ref||_F (prefix steps)",
-                ref_name,
-                steps_checked=head,
-            )
-        else:
-            J = np.stack([np.asarray(out[s]) for s in steps])
-            acc = R.accuracy(
-                rel_frob_error(J, ref),
-                TOL[dtype],
-                "max_t ||J_t - J_t^ref||_F / ||J_t^ref||_F",
-                ref_name,
-                steps_checked=steps,
-            )
+        else:  # the host loops ran the first `prefix` steps
+            checked = [s for s in steps if s < prefix]
+            J = np.stack([np.asarray(out[s]) for s in checked])
+            if prefix < T:
+                ext = {
+                    "seconds": timing.best * T / prefix,
+                    "median_seconds": timing.median * T / prefix,
+                    "from_steps": prefix,
+                    "how": "linear in T (one step per "
+                    "iteration): time on the first steps x T / steps",
+                }
+        acc = R.accuracy(
+            rel_frob_error(J, ref[: len(checked)]),  # `checked` is a prefix of `steps`
+            TOL[dtype],
+            "max_t ||J_t - J_t^ref||_F / ||J_t^ref||_F"
+            + ("" if checked == steps else " (prefix steps)"),
+            ref_name,
+            steps_checked=checked,
+        )
         formula, flops = formulas[name]
         seconds = ext["seconds"] if ext else timing.best
         b_out = (
@@ -221,30 +206,14 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
 
 
 def run(cfg, env, peaks, device) -> list:
-    out = []
-    for N, T, dtype, B in cfg.grid("step_jacobians"):
-        prob = R.rnn_problem(N, T, dtype, B, device)
-        case = prob.case()
-        need = T * N * N * B * np.dtype(dtype).itemsize
+    def over_memory(prob):
+        need = prob.T * prob.N**2 * prob.batch * np.dtype(prob.dtype).itemsize
         if need > cfg.mem_limit_bytes:
-            out.append(
-                R.skipped(
-                    env=env,
-                    benchmark=BENCH,
-                    method="gradspec",
-                    library=True,
-                    case=case,
-                    reason=f"output T N^2 B = {need / 2**20:.0f} MiB "
-                    f"is over the --{cfg.mode} limit "
-                    f"({cfg.mem_limit_bytes / 2**20:.0f} MiB)",
-                )
+            return (
+                f"output T N^2 B = {need / 2**20:.0f} MiB is over the --{cfg.mode} "
+                f"limit ({cfg.mem_limit_bytes / 2**20:.0f} MiB)"
             )
-            continue
-        R.log(f"[{BENCH}] N={N} T={T} {dtype} B={B}")
-        out += R.guarded(
-            lambda: run_case(cfg, env, peaks, device, prob, R.torch_for(cfg, N)),
-            env=env,
-            benchmark=BENCH,
-            case=case,
-        )
-    return out
+        return None
+
+    runs = [(BENCH, run_case, over_memory)]
+    return R.for_each_case(cfg, env, peaks, device, BENCH, runs)

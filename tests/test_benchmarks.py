@@ -235,3 +235,59 @@ def test_sanitize_makes_strict_json():
     assert out == {"a": ["inf", "-inf", "nan", 1.5], "b": [1, 2]}
     json.dumps(out, allow_nan=False)
     assert as_float("inf") == math.inf and as_float(2) == 2.0
+
+
+def test_for_each_case_records_skips_and_failures_in_grid_order():
+    import dataclasses
+
+    import jax
+
+    from benchmarks import _runner as R
+
+    # spectra's tiny grid is float32 only; two batch sizes, no torch import
+    cfg = dataclasses.replace(
+        R.make_config("tiny", "cpu"), batches=(1, 2), torch_max_n=0
+    )
+    env = dict.fromkeys(
+        ("device_platform", "device_kind", "device_count", "jax", "jaxlib"), "x"
+    )
+    seen = []
+
+    def ok(cfg, env, peaks, device, prob, torch):
+        seen.append((prob.batch, prob.xs.shape, bool(torch), torch.reason))
+        return [{"benchmark": "a", "status": "ok", "batch": prob.batch}]
+
+    def boom(*args):
+        raise RuntimeError("boom")
+
+    runs = [
+        ("a", ok, lambda prob: None),
+        ("b", boom, lambda prob: "too big" if prob.batch > 1 else None),
+    ]
+    recs = R.for_each_case(cfg, env, {}, jax.devices("cpu")[0], "spectra", runs)
+    assert [(r["benchmark"], r["status"], r["batch"]) for r in recs] == [
+        ("a", "ok", 1),
+        ("b", "error", 1),
+        ("a", "ok", 2),
+        ("b", "skipped", 2),
+    ]
+    assert recs[1]["reason"] == "RuntimeError: boom" and recs[1]["method"] == "gradspec"
+    assert recs[3]["reason"] == "too big"
+    assert recs[3]["shapes"]["xs"] == [2, 12, 1]
+    assert [s[:3] for s in seen] == [(1, (12, 1), False), (2, (2, 12, 1), False)]
+    assert "N <= 0" in seen[0][3]
+
+
+def test_log_norm_where_the_squares_under_and_overflow():
+    import jax.numpy as jnp
+
+    from benchmarks.bench_gradient_profile import log_norm
+
+    # float32: (3e-30)^2 underflows to 0 and (3e20)^2 overflows; the norms are 5e-30
+    # and 5e20 (3-4-5 triangles), a zero gradient has log-norm -inf.
+    g = np.array([[3e-30, 4e-30], [0.0, 0.0], [3e20, 4e20]], np.float32)
+    out = np.asarray(log_norm(jnp.asarray(g), axis=1))
+    np.testing.assert_allclose(out[[0, 2]], np.log([5e-30, 5e20]), rtol=1e-6)
+    assert out[1] == -np.inf
+    whole = float(log_norm(jnp.asarray(g[0])))  # axis=None: the norm of all entries
+    assert whole == pytest.approx(math.log(5e-30), rel=1e-6)
