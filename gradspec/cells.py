@@ -192,7 +192,10 @@ class RNN(Cell):
                 f"got {nl!r}."
             )
         if not isinstance(nl, str) and not callable(nl):
-            raise TypeError(f"`nonlinearity` must be a str or callable; got {type(nl)}.")
+            raise TypeError(
+                f"`nonlinearity` must be a name in {sorted(NONLINEARITIES)} or an elementwise "
+                f"callable; got {type(nl).__name__}."
+            )
 
     @property
     def f(self) -> Callable:

@@ -74,6 +74,7 @@ _TORCH_MODES = {"RNN_TANH": "rnn", "RNN_RELU": "rnn", "LSTM": "lstm", "GRU": "gr
 _FLAX_LSTM = (("ii", "if", "ig", "io"), ("hi", "hf", "hg", "ho"))
 _FLAX_GRU = (("ir", "iz", "in"), ("hr", "hz", "hn"))
 _FLAX_SIMPLE = (("i",), ("h",))
+_FLAX_LAYOUTS = {"lstm": _FLAX_LSTM, "gru": _FLAX_GRU, "rnn": _FLAX_SIMPLE}
 
 
 # -- small helpers -------------------------------------------------------------------
@@ -460,7 +461,7 @@ def to_torch(cell: Cell, params):
 # -- Flax ----------------------------------------------------------------------------
 def _unwrap_flax_params(params: Mapping) -> Mapping:
     """Drop the {'params': ...} level and single-child wrappers (nn.RNN's 'cell')."""
-    known = {frozenset(a + b) for a, b in (_FLAX_LSTM, _FLAX_GRU, _FLAX_SIMPLE)}
+    known = {frozenset(a + b) for a, b in _FLAX_LAYOUTS.values()}
     while (
         isinstance(params, Mapping)
         and frozenset(params) not in known
@@ -495,11 +496,7 @@ def _describe(p) -> str:
 
 def _flax_kind_of_keys(params: Mapping) -> str | None:
     keys = frozenset(params)
-    for kind, (ins, hids) in (
-        ("lstm", _FLAX_LSTM),
-        ("gru", _FLAX_GRU),
-        ("rnn", _FLAX_SIMPLE),
-    ):
+    for kind, (ins, hids) in _FLAX_LAYOUTS.items():
         if keys == frozenset(ins + hids):
             return kind
     return None
@@ -516,7 +513,7 @@ def _stack(kernels_and_biases, out: int, dtype) -> tuple[np.ndarray, np.ndarray]
 
 def _linen_raw(kind: str, params: Mapping, residual: bool) -> dict:
     """Gated-layout arrays from a linen cell's param dict (kernels are (in, out))."""
-    ins, hids = {"lstm": _FLAX_LSTM, "gru": _FLAX_GRU, "rnn": _FLAX_SIMPLE}[kind]
+    ins, hids = _FLAX_LAYOUTS[kind]
     # Which Dense has a bias in linen: LSTM hidden side; GRU input side and hn;
     # Simple i.
     has_bias = {"lstm": (False, True), "gru": (True, False), "rnn": (True, False)}[kind]

@@ -92,6 +92,7 @@ class Prediction(_Record):
     regime: str  # "vanishing" | "critical" | "exploding"
     lyapunov: float  # lambda_max, the predicted top Lyapunov exponent
     uncertainty: float  # standard error of lambda_max over sampled trajectories
+    threshold: float  # tau = max(1/T, 2 uncertainty): |lambda_max| <= tau is "critical"
     timescale: float  # 1 / |lambda_max| steps (inf when lambda_max = 0)
     T: int  # horizon the verdict is for
     log_gradient_ratio: float  # predicted log ||dL/dh_0|| / ||dL/dh_T|| = T lambda_max
@@ -244,6 +245,7 @@ def predict(cell, params, T: int, key=None, inputs=None, *, samples: int = SAMPL
         regime=regime,
         lyapunov=lyapunov,
         uncertainty=spread,
+        threshold=tol,
         timescale=_timescale(lyapunov),
         T=T,
         log_gradient_ratio=lyapunov * T,

@@ -35,7 +35,7 @@ import numpy as np
 from jax import lax
 
 from ._checks import check_finite, check_floating, check_int, is_concrete
-from .cells import NONLINEARITIES
+from .cells import NONLINEARITIES, RNN
 
 __all__ = [
     "REGIME_TOL",
@@ -95,19 +95,9 @@ _GAMMA_GRID = np.linspace(-50.0, 50.0, 100_001)
 
 
 def _check_nonlinearity(nonlinearity) -> Nonlinearity:
+    RNN(nonlinearity)  # the cells' own check: a known name or a callable
     if isinstance(nonlinearity, str):
-        if nonlinearity not in NONLINEARITIES:
-            raise ValueError(
-                f"`nonlinearity` must be one of {sorted(NONLINEARITIES)} or a "
-                f"callable; got {nonlinearity!r}."
-            )
         return nonlinearity
-    if not callable(nonlinearity):
-        raise TypeError(
-            "`nonlinearity` must be a name in "
-            f"{sorted(NONLINEARITIES)} or an elementwise callable; "
-            f"got {type(nonlinearity).__name__}."
-        )
     probe = jax.ShapeDtypeStruct((3,), jnp.zeros(()).dtype)
     try:
         out = jax.eval_shape(nonlinearity, probe)
@@ -122,17 +112,6 @@ def _check_nonlinearity(nonlinearity) -> Nonlinearity:
             f"got shape {getattr(out, 'shape', None)} for a (3,) input."
         )
     return nonlinearity
-
-
-def _fn(nonlinearity: Nonlinearity) -> Callable:
-    if isinstance(nonlinearity, str):
-        return NONLINEARITIES[nonlinearity][0]
-    return nonlinearity
-
-
-def _slope(f: Callable, u: jax.Array) -> jax.Array:
-    """f'(u) elementwise by one forward-mode pass (exact for any elementwise f)."""
-    return jax.jvp(f, (u,), (jnp.ones_like(u),))[1]
 
 
 def _float_dtype(**values) -> jnp.dtype:
@@ -235,7 +214,8 @@ def _mean_field_core(nonlinearity, sigma_w, sigma_b, sigma_x) -> MeanField:
         q_star = jnp.where(a < 1, finite, jnp.where((s2 > 0) | (a > 1), inf, jnp.nan))
         chi = a
     else:
-        f = _fn(nonlinearity)
+        cell = RNN(nonlinearity)  # f and f' (cancellation-free for tanh, sigmoid)
+        f = cell.f
 
         def gap(q):  # D(q) = V(q) - q; q* is where D changes sign from + to -
             return sw2 * _expect(lambda u: f(u) ** 2, q) + s2 - q
@@ -272,7 +252,7 @@ def _mean_field_core(nonlinearity, sigma_w, sigma_b, sigma_x) -> MeanField:
         # both sides, not read at the kink); at q* = inf it is the limit read at the
         # largest bracket (~1e24 times its start).
         q_eval = jnp.where(diverges, hi, jnp.maximum(lo, jnp.finfo(dtype).tiny))
-        chi = sw2 * _expect(lambda u: _slope(f, u) ** 2, q_eval)
+        chi = sw2 * _expect(lambda u: cell.slope(u) ** 2, q_eval)
 
     log_chi = jnp.log(chi)
     lambda_max = 0.5 * log_chi
@@ -418,9 +398,8 @@ def _critical_gain_core(nonlinearity, sigma_b, sigma_x) -> jax.Array:
     # chi = sigma_w^2 f'(0)^2; it loses stability at sigma_w = 1/|f'(0)|, where chi
     # touches 1 only quadratically from above (tanh: chi - 1 ~ 1.3 (sigma_w - 1)^2),
     # so rounding leaves bisection sqrt(eps) ~ 1e-8 off. Use the exact bifurcation.
-    f = _fn(nonlinearity)
-    zero = jnp.zeros((), dtype)
-    f0, df0 = jax.jvp(f, (zero,), (jnp.ones((), dtype),))
+    cell, zero = RNN(nonlinearity), jnp.zeros((), dtype)
+    f0, df0 = cell.f(zero), cell.slope(zero)
     exact = 1 / jnp.where(df0 == 0, 1, jnp.abs(df0))
     at_bifurcation = (
         (sigma_b == 0)
@@ -495,7 +474,7 @@ def _gamma(nonlinearity: Nonlinearity, dtype) -> float:
     if isinstance(nonlinearity, str):
         return NONLINEARITIES[nonlinearity][1]
     grid = jnp.asarray(_GAMMA_GRID, dtype)
-    return float(jnp.max(jnp.abs(_slope(nonlinearity, grid))))
+    return float(jnp.max(jnp.abs(RNN(nonlinearity).slope(grid))))
 
 
 @jax.jit

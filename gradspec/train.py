@@ -34,10 +34,19 @@ import numpy as np
 import optax
 from jax import lax
 
-from . import cells as _cells
 from . import init as _init
 from . import tasks as _tasks
-from ._checks import check_choice, check_int
+from . import _store
+from ._checks import check_int
+from ._train_config import (
+    _MAX_SEED,
+    CELLS as CELLS,
+    INITS as INITS,
+    OPTIMIZERS as OPTIMIZERS,
+    TrainConfig as TrainConfig,
+    _check_ints,
+    _make_optimizer,
+)
 
 Outcome = Literal["solved", "stalled", "diverged"]
 
@@ -54,235 +63,7 @@ __all__ = [
     "apply",
 ]
 
-#: Cell names and their classes.
-CELLS = {"rnn": _cells.RNN, "lstm": _cells.LSTM, "gru": _cells.GRU}
-#: Recurrent initializers by name; "default" is the cell's own (gaussian(1) for the RNN,
-#: PyTorch's uniform for LSTM/GRU); "critical" is ``gradspec.init.critical``.
-INITS = ("default", "gaussian", "orthogonal", "identity", "glorot", "critical")
-#: optax optimizers accepted by name (each takes ``learning_rate`` first).
-OPTIMIZERS = (
-    "adam",
-    "adamw",
-    "amsgrad",
-    "adamax",
-    "nadam",
-    "radam",
-    "adabelief",
-    "adagrad",
-    "adadelta",
-    "adafactor",
-    "lamb",
-    "lion",
-    "novograd",
-    "rmsprop",
-    "sgd",
-    "sign_sgd",
-    "yogi",
-)
 OUTCOMES = ("solved", "stalled", "diverged")
-
-_MAX_SEED = 2**32 - 1
-
-
-def _normalise_options(name: str, options) -> tuple:
-    """A dict (or pairs) of keyword options as a sorted, hashable tuple of pairs."""
-    if options is None:
-        return ()
-    try:
-        items = dict(options).items()
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"`{name}` must be a dict of keyword options; got {type(options).__name__}."
-        ) from None
-    for key, value in items:
-        if not isinstance(key, str):
-            raise TypeError(f"`{name}` keys must be str; got {key!r}.")
-        try:
-            hash(value)
-        except TypeError:
-            raise TypeError(
-                f"`{name}[{key!r}]` must be hashable (a number, str, bool or None); "
-                f"got {type(value).__name__}."
-            ) from None
-    return tuple(sorted(items))
-
-
-def _check_number(name: str, value, *, positive: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
-        raise TypeError(f"`{name}` must be a number; got {type(value).__name__}.")
-    value = float(value)
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        bound = "> 0" if positive else ">= 0"
-        raise ValueError(f"`{name}` must be finite and {bound}; got {value}.")
-    return value
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class TrainConfig:
-    r"""Everything that defines a training run; validated on construction.
-
-    Hashable (it is a static argument of the compiled step) and plain data
-    (:meth:`to_dict` / :meth:`from_dict`).
-
-    Attributes:
-        cell: ``"rnn"``, ``"lstm"`` or ``"gru"``.
-        nonlinearity: the RNN's f: ``"tanh"``, ``"relu"``, ``"sigmoid"``, ``"linear"``.
-            LSTM/GRU have fixed gates and require the default ``"tanh"``.
-        hidden: hidden units N >= 1.
-        init: recurrent initializer, one of :data:`INITS`; for gated cells it draws each
-            gate's (N, N) block of ``weight_hh``.
-        gain: the initializer's gain g (``gaussian``: :math:`\mathcal N(0, g^2/N)`,
-            ``orthogonal``/``identity``: g times the matrix, ``glorot``: g times the
-            Glorot bound). ``default`` and ``critical`` choose their own scale and
-            require ``gain=1.0``; ``critical`` is ``gradspec.init.critical(nonlinearity,
-            sigma_b=0, sigma_x=...)`` with the task's input-drive std as ``sigma_x``
-            (vanilla RNN; 0 for gated cells).
-        task: ``"adding"`` or ``"copy"`` (see :mod:`gradspec.tasks`).
-        T: the task's T (adding: sequence length; copy: delay, length T + 2m).
-        task_options: keyword options of the task, e.g.
-            ``{"alphabet": 8, "length": 10}``.
-        batch: sequences per step B >= 1 (a fresh batch every step).
-        steps: optimizer steps >= 1.
-        optimizer: optax optimizer name, one of :data:`OPTIMIZERS`.
-        learning_rate: > 0.
-        optimizer_options: extra keyword options, e.g. ``{"momentum": 0.9}`` for sgd.
-        clip_norm: ``None`` (no clipping) or the max global gradient norm > 0
-            (``optax.clip_by_global_norm`` before the optimizer).
-        tbptt: truncated BPTT window w >= 0; 0 is full BPTT. The state passes through
-            ``stop_gradient`` at every step t with :math:`(L - t) \bmod w = 0` (windows
-            aligned to the sequence end), so a loss at the last step backpropagates
-            through exactly w steps: :math:`\partial L/\partial h_{L-k} = 0` for k >= w.
-        seed: PRNG seed in [0, 2**32) of the params and the data stream.
-        lags: lags k in [0, L] at which the gradient norm w.r.t. :math:`h_{L-k}` is
-            recorded (L = sequence length); ``None`` picks (0, 1, L//4, L//2, L).
-        dtype: ``"float32"``, ``"float64"`` or ``None`` (float32, or float64 under x64).
-        solved_below: ``solved`` means final loss < ``solved_below`` x baseline.
-
-    Examples:
-        >>> from gradspec.train import TrainConfig
-        >>> TrainConfig(task="adding", T=20, hidden=16).lags
-        (0, 1, 5, 10, 20)
-    """
-
-    cell: str = "rnn"
-    nonlinearity: str = "tanh"
-    hidden: int = 64
-    init: str = "orthogonal"
-    gain: float = 1.0
-    task: str = "adding"
-    T: int = 50
-    task_options: Any = ()
-    batch: int = 32
-    steps: int = 1000
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
-    optimizer_options: Any = ()
-    clip_norm: float | None = None
-    tbptt: int = 0
-    seed: int = 0
-    lags: Sequence[int] | None = None
-    dtype: str | None = None
-    solved_below: float = 0.1
-
-    def __post_init__(self):
-        set_ = functools.partial(object.__setattr__, self)
-        check_choice("cell", self.cell, CELLS)
-        check_choice("nonlinearity", self.nonlinearity, sorted(_cells.NONLINEARITIES))
-        if self.cell != "rnn" and self.nonlinearity != "tanh":
-            raise ValueError(
-                "`nonlinearity` applies to cell='rnn' only (LSTM/GRU gates are "
-                f"fixed); got nonlinearity={self.nonlinearity!r} with "
-                f"cell={self.cell!r}."
-            )
-        set_("hidden", check_int("hidden", self.hidden, 1))
-        check_choice("init", self.init, INITS)
-        set_("gain", _check_number("gain", self.gain, positive=False))
-        if self.init in ("default", "critical") and self.gain != 1.0:
-            raise ValueError(
-                f"`gain` must stay 1.0 with init={self.init!r} (it picks its own "
-                f"scale); got {self.gain}."
-            )
-        set_("task_options", _normalise_options("task_options", self.task_options))
-        spec = _tasks.describe(self.task, self.T, **dict(self.task_options))
-        set_("T", int(self.T))
-        set_("batch", check_int("batch", self.batch, 1))
-        set_("steps", check_int("steps", self.steps, 1))
-        check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        set_(
-            "learning_rate",
-            _check_number("learning_rate", self.learning_rate, positive=True),
-        )
-        set_(
-            "optimizer_options",
-            _normalise_options("optimizer_options", self.optimizer_options),
-        )
-        if self.clip_norm is not None:
-            set_("clip_norm", _check_number("clip_norm", self.clip_norm, positive=True))
-        try:  # catches unknown optimizer options now, not at trace time
-            _make_optimizer(self)
-        except TypeError as e:
-            raise ValueError(
-                f"`optimizer_options` {dict(self.optimizer_options)} do not fit "
-                f"optax.{self.optimizer}: {e}"
-            ) from None
-        set_("tbptt", check_int("tbptt", self.tbptt, 0))
-        set_("seed", check_int("seed", self.seed, 0, _MAX_SEED))
-        L = spec.length
-        if self.lags is None:
-            set_("lags", tuple(sorted({0, 1, L // 4, L // 2, L})))
-        else:
-            if isinstance(self.lags, (str, bytes)) or not isinstance(
-                self.lags, Sequence
-            ):
-                raise TypeError(
-                    f"`lags` must be a sequence of ints; got {self.lags!r}."
-                )
-            lags = [check_int(f"lags[{i}]", k, 0, L) for i, k in enumerate(self.lags)]
-            if not lags:
-                raise ValueError(
-                    "`lags` must hold at least one lag; got an empty sequence."
-                )
-            set_("lags", tuple(sorted(set(lags))))
-        if self.dtype is not None:
-            dtype = (
-                np.dtype(self.dtype).name
-                if not isinstance(self.dtype, str)
-                else self.dtype
-            )
-            check_choice("dtype", dtype, ("float32", "float64"))
-            set_("dtype", dtype)
-        solved_below = _check_number("solved_below", self.solved_below, positive=True)
-        if solved_below > 1:
-            raise ValueError(f"`solved_below` must be in (0, 1]; got {solved_below}.")
-        set_("solved_below", solved_below)
-
-    @property
-    def spec(self) -> _tasks.TaskSpec:
-        """Sizes and baseline of the task (:func:`gradspec.tasks.describe`)."""
-        return _tasks.describe(self.task, self.T, **dict(self.task_options))
-
-    def make_cell(self) -> _cells.Cell:
-        """The :class:`gradspec.cells.Cell` this config trains."""
-        if self.cell == "rnn":
-            return _cells.RNN(self.nonlinearity)
-        return CELLS[self.cell]()
-
-    def to_dict(self) -> dict:
-        """Plain JSON-able dict; ``TrainConfig.from_dict(c.to_dict()) == c``."""
-        d = dataclasses.asdict(self)
-        d["task_options"] = dict(self.task_options)
-        d["optimizer_options"] = dict(self.optimizer_options)
-        d["lags"] = list(self.lags)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: Mapping) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise ``ValueError``."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"`data` has unknown TrainConfig fields {unknown}.")
-        return cls(**data)
 
 
 def _optax_promotion():
@@ -290,15 +71,6 @@ def _optax_promotion():
     # jax_numpy_dtype_promotion="strict" rejects; the optimizer runs under standard
     # promotion (params keep their dtype either way: the float64 scalars are weak).
     return jax.numpy_dtype_promotion("standard")
-
-
-def _make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    opt = getattr(optax, config.optimizer)(
-        config.learning_rate, **dict(config.optimizer_options)
-    )
-    if config.clip_norm is not None:
-        opt = optax.chain(optax.clip_by_global_norm(config.clip_norm), opt)
-    return opt
 
 
 def _recurrent_init(config: TrainConfig):
@@ -438,10 +210,11 @@ def _all_finite(tree):
 
 
 def _global_norm(tree):
-    leaves = jax.tree_util.tree_leaves(tree)
-    m = functools.reduce(jnp.maximum, [jnp.max(jnp.abs(x)) for x in leaves])
+    # Not optax.tree.norm alone: it squares the raw entries, so a float32 gradient past
+    # ~1e19 (an exploding run, the case worth recording) would read inf. Scale first.
+    m = optax.tree.norm(tree, ord="inf")
     s = jnp.where(m > 0, m, 1)
-    return m * jnp.sqrt(sum(jnp.sum((x / s) ** 2) for x in leaves))
+    return m * optax.tree.norm(jax.tree_util.tree_map(lambda x: x / s, tree))
 
 
 def _train_step(config: TrainConfig, optimizer, carry, step):
@@ -587,9 +360,7 @@ class TrainResult:
 
 def _encode(x) -> dict:
     a = np.asarray(x)
-    flat = a.ravel().tolist()
-    if np.issubdtype(a.dtype, np.floating):
-        flat = [v if math.isfinite(v) else str(v) for v in flat]  # "nan", "inf", "-inf"
+    flat = _store._nonfinite_to_str(a.ravel().tolist())  # "nan", "inf", "-inf"
     return {"dtype": a.dtype.name, "shape": list(a.shape), "data": flat}
 
 
@@ -598,13 +369,7 @@ def _is_encoded(x) -> bool:
 
 
 def _decode(d) -> np.ndarray:
-    dtype = np.dtype(d["dtype"])
-    data = (
-        [float(v) for v in d["data"]]
-        if np.issubdtype(dtype, np.floating)
-        else d["data"]
-    )
-    return np.asarray(data, dtype).reshape(d["shape"])
+    return np.asarray(_store.decode_value(d["data"], d["dtype"])).reshape(d["shape"])
 
 
 def _outcome(
@@ -692,15 +457,7 @@ def train(
     if seeds is None:
         seed_array, vmapped = jnp.asarray(config.seed, jnp.uint32), False
     else:
-        if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence):
-            raise TypeError(f"`seeds` must be a sequence of ints; got {seeds!r}.")
-        seeds = tuple(
-            check_int(f"seeds[{i}]", s, 0, _MAX_SEED) for i, s in enumerate(seeds)
-        )
-        if not seeds:
-            raise ValueError(
-                "`seeds` must hold at least one seed; got an empty sequence."
-            )
+        seeds = _check_ints("seeds", seeds, 0, _MAX_SEED)
         seed_array, vmapped = jnp.asarray(seeds, jnp.uint32), True
     bar = _progress_bar(progress, config.steps)
     if chunk_size is None:

@@ -90,8 +90,7 @@ def _one(config: TrainConfig, *, progress: bool) -> dict:
     result = train(config, progress=progress)
     log_g0 = np.asarray(result.log_grad_lags)[0]
     rate = observed_rate(result.lags, log_g0)
-    tol = max(1.0 / inputs.shape[1], 2 * pred.uncertainty if math.isfinite(pred.uncertainty) else 0.0)
-    observed = classify(rate, tol) if math.isfinite(rate) else "undefined"
+    observed = classify(rate, pred.threshold) if math.isfinite(rate) else "undefined"
     agree, note = _check(pred.regime, observed, result.outcome)
     return {
         "config": _label(config),

@@ -42,7 +42,13 @@ def _rng(seed=0):
 
 
 # -- PyTorch -------------------------------------------------------------------------
-torch = pytest.importorskip("torch")
+# Not pytest.importorskip at module level: that would skip the Flax, Equinox and
+# import-hygiene tests below too, and each framework is a separate optional extra.
+try:
+    import torch
+except ImportError:
+    torch = None
+needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed")
 
 TORCH_KINDS = {
     "rnn_tanh": (lambda: torch.nn.RNN, {"nonlinearity": "tanh"}),
@@ -50,10 +56,11 @@ TORCH_KINDS = {
     "lstm": (lambda: torch.nn.LSTM, {}),
     "gru": (lambda: torch.nn.GRU, {}),
 }
-TORCH_DTYPES = {
-    jnp.dtype("float32"): torch.float32,
-    jnp.dtype("float64"): torch.float64,
-}
+TORCH_DTYPES = (
+    {jnp.dtype("float32"): torch.float32, jnp.dtype("float64"): torch.float64}
+    if torch is not None
+    else {}
+)
 
 
 def _torch_module(name, dtype, num_layers=1, bias=True, seed=0):
@@ -83,6 +90,7 @@ def _inputs(dtype, size, seed=1, steps=T):
     return np.asarray(_rng(seed).normal(size=(steps, size)), dtype)
 
 
+@needs_torch
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("name", list(TORCH_KINDS))
 @pytest.mark.parametrize("source", ["module", "state_dict"])
@@ -102,6 +110,7 @@ def test_torch_trajectory_matches_torch(name, dtype, source):
     assert_close(states[-1], final, dtype)
 
 
+@needs_torch
 @pytest.mark.parametrize("name", list(TORCH_KINDS))
 def test_torch_second_layer_matches_torch(name):
     """Layer 1 of a two-layer module, driven by torch's own layer-0 outputs."""
@@ -127,6 +136,7 @@ def test_torch_second_layer_matches_torch(name):
     assert_close(states[:, :N], ys[:, 0].numpy(), dtype)
 
 
+@needs_torch
 def test_torch_state_dict_without_biases_and_numpy_arrays():
     module = _torch_module("gru", jnp.dtype("float64"), bias=False)
     state = {k: v.numpy() for k, v in module.state_dict().items()}
@@ -141,6 +151,7 @@ def test_torch_state_dict_without_biases_and_numpy_arrays():
     assert_close(gradspec.trajectory(cell, params, xs), ys, jnp.dtype("float64"))
 
 
+@needs_torch
 def test_torch_rnn_biases_are_summed():
     module = _torch_module("rnn_tanh", jnp.dtype("float64"))
     _, params = interop.from_torch(module)
@@ -152,6 +163,7 @@ def test_torch_rnn_biases_are_summed():
     np.testing.assert_array_equal(params["W_xh"], sd["weight_ih_l0"].numpy())
 
 
+@needs_torch
 def test_torch_dtype_choice():
     f32, f64 = jnp.dtype("float32"), jnp.dtype("float64")
     assert_params_dtype(interop.from_torch(_torch_module("lstm", f32))[1], f32)
@@ -174,6 +186,7 @@ TORCH_CELLS = {
 }
 
 
+@needs_torch
 @pytest.mark.parametrize("name", list(TORCH_KINDS))
 def test_step_jacobians_match_torch_autograd(name):
     """J_t = d h_t / d h_{t-1} equals torch.autograd's Jacobian of torch's cell step."""
@@ -211,6 +224,7 @@ def test_step_jacobians_match_torch_autograd(name):
         assert_close(jacs[t], want.numpy(), dtype)
 
 
+@needs_torch
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize(
     "cell",
@@ -248,6 +262,7 @@ def test_round_trip_through_torch(cell, dtype, getkey):
 
 
 # -- errors --------------------------------------------------------------------------
+@needs_torch
 def test_torch_errors():
     lstm2 = torch.nn.LSTM(D, N, num_layers=2)
     bi = torch.nn.GRU(D, N, bidirectional=True)
@@ -292,6 +307,7 @@ def test_torch_errors():
         interop.from_torch(lstm2, dtype="int32")
 
 
+@needs_torch
 def test_to_torch_errors(getkey):
     rnn = gradspec.cells.RNN("sigmoid")
     with pytest.raises(ValueError, match="nonlinearity must be 'tanh' or 'relu'"):

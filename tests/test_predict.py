@@ -47,6 +47,7 @@ def test_gaussian_tanh_uses_mean_field_and_agrees_with_samples(gain, regime, get
     assert p.timescale == pytest.approx(1 / abs(p.lyapunov))
     assert p.log_gradient_ratio == pytest.approx(500 * p.lyapunov)
     assert 0 < p.uncertainty < 0.01
+    assert p.threshold == max(1 / 500, 2 * p.uncertainty)
 
 
 def test_orthogonal_linear_is_lyapunov_sourced_and_exact(getkey):

@@ -347,6 +347,7 @@ def test_critical_init_is_looked_up_lazily(monkeypatch):
         (dict(seed=-1), ValueError, "`seed`"),
         (dict(lags=[0, 11]), ValueError, r"`lags\[1\]`"),
         (dict(lags=[]), ValueError, "`lags`"),
+        (dict(lags="012"), TypeError, "`lags`"),
         (dict(dtype="float16"), ValueError, "`dtype`"),
         (dict(solved_below=2.0), ValueError, "`solved_below`"),
     ],
@@ -363,9 +364,33 @@ def test_train_argument_errors():
         train(dataclasses.asdict(config))
     with pytest.raises(ValueError, match="`seeds`"):
         train(config, seeds=[])
+    with pytest.raises(TypeError, match="`seeds`"):
+        train(config, seeds=3)
     with pytest.raises(ValueError, match=r"`seeds\[1\]`"):
         train(config, seeds=[0, -3])
     with pytest.raises(ValueError, match="`chunk_size`"):
         train(config, chunk_size=0)
     with pytest.raises(ValueError, match="`xs`"):
         apply(config, init_params(config), jnp.zeros((10, 3)))
+
+
+def test_norm_helpers_match_float64_numpy_without_overflow():
+    # Entries whose squares overflow (1e30) or underflow (1e-30) float32: the recorded
+    # norms must still equal the float64 NumPy values, and an exact zero gives -inf.
+    train_module = sys.modules["gradspec.train"]
+    big = {
+        "a": np.array([1e30, -2e30], np.float32),
+        "b": np.array([[3e30]], np.float32),
+    }
+    ref = np.sqrt(sum(np.sum(np.float64(x) ** 2) for x in big.values()))
+    got = train_module._global_norm(jax.tree_util.tree_map(jnp.asarray, big))
+    assert got.dtype == jnp.float32 and float(got) == pytest.approx(ref, rel=1e-6)
+    assert float(train_module._global_norm({"z": jnp.zeros(3, jnp.float32)})) == 0.0
+
+    x = np.array([[1e-30, -2e-30, 2e-30], [1e30, 0, 0], [0, 0, 0]], np.float32)
+    with np.errstate(divide="ignore"):  # log(3e-30), log(1e30), -inf
+        ref = np.log(np.linalg.norm(np.float64(x), axis=-1))
+    got = np.asarray(train_module._log_norm(jnp.asarray(x), -1))
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got[:2], ref[:2], rtol=1e-6)
+    assert got[2] == -np.inf

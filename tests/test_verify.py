@@ -18,6 +18,8 @@ def test_observed_rate_is_least_squares_slope():
     # -inf (an exactly vanished gradient) is dropped, not propagated.
     assert observed_rate(lags, np.r_[y[:4], -np.inf]) == pytest.approx(-0.25, abs=1e-12)
     assert math.isnan(observed_rate([0, 1], [0.0, np.nan]))
+    # Points off a line, by hand: k_mean = 2, y_mean = 4/3, cov = 6, var = 8.
+    assert observed_rate([0, 2, 4], [0.0, 1.0, 3.0]) == pytest.approx(0.75, abs=1e-12)
 
 
 @pytest.mark.parametrize(
