@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from ._checks import check_choice, check_state_vector, check_trajectory_inputs
+from ._precision import full_precision
 from .cells import Cell
 
 Method = Literal["auto", "autodiff"]
@@ -67,6 +68,7 @@ def _states(cell, params, xs, h0):
 
 
 @functools.partial(jax.jit, static_argnames="cell")
+@full_precision
 def _trajectory(cell, params, xs, h0):
     return _states(cell, params, xs, h0)[0]
 
@@ -95,6 +97,7 @@ def trajectory(cell, params, xs, h0=None) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("cell", "method"))
+@full_precision
 def _step_jacobians(cell, params, xs, h0, method):
     _, prev = _states(cell, params, xs, h0)
     return jax.vmap(_derivatives(cell, method).jacobian, in_axes=(None, 0, 0))(params, prev, xs)
@@ -132,6 +135,7 @@ def default_readout(cell: Cell, size: int, dtype) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames=("cell", "method"))
+@full_precision
 def _gradient_profile(cell, params, xs, h0, readout, method):
     d = _derivatives(cell, method)
     _, residuals = lax.scan(lambda h, x: d.step_and_residuals(params, h, x), h0, xs)
@@ -199,6 +203,7 @@ def gradient_profile(
 
 
 @jax.jit
+@full_precision
 def profile_rate(log_norms: jax.Array) -> jax.Array:
     r"""Per-step rate of a gradient profile: the least-squares slope of
     :math:`\ell_k` against the lag k, over the finite entries.

@@ -46,6 +46,7 @@ from matplotlib.lines import Line2D
 
 from . import style as _style
 from . import theory as _theory
+from ._precision import full_precision
 
 __all__ = [
     "OUTCOME_ORDER",
@@ -129,6 +130,7 @@ def _check_vector(name: str, x, *, ndim: int = 1) -> np.ndarray:
 
 
 @functools.partial(jax.jit, static_argnames="ord")
+@full_precision
 def _log_jacobian_norms(jacobians, ord):
     T, S, _ = jacobians.shape
     dtype = jacobians.dtype

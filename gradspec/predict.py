@@ -33,6 +33,7 @@ import numpy as np
 
 from . import theory
 from ._checks import check_int, check_params, check_trajectory_inputs
+from ._precision import full_precision
 from .cells import LSTM, RNN, as_cell
 from .jacobians import _states, gradient_profile, profile_rate
 from .spectra import _frame_sweeps, lyapunov_spectrum, weight_spectrum
@@ -129,6 +130,7 @@ def _iid_scale(W: np.ndarray, spectrum) -> Optional[float]:
 
 
 @functools.partial(jax.jit, static_argnames=("cell", "warmup"))
+@full_precision
 def _sampled_top_exponent(cell, params, xs, h0, q0, warmup):
     """Top exponent along one trajectory, averaged over the steps before the state
     (or the frame) first stops being finite: an unbounded ReLU/linear orbit overflows

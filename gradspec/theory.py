@@ -35,6 +35,7 @@ import numpy as np
 from jax import lax
 
 from ._checks import check_finite, check_floating, check_int, is_concrete
+from ._precision import full_precision
 from .cells import NONLINEARITIES, RNN
 
 __all__ = [
@@ -478,6 +479,7 @@ def _gamma(nonlinearity: Nonlinearity, dtype) -> float:
 
 
 @jax.jit
+@full_precision
 def _gradient_bound(W, k, gamma):
     sigma_max = jnp.linalg.norm(W, 2)
     # log(gamma) + log(sigma): no overflow of the product; log 0 = -inf for W = 0.
@@ -680,6 +682,7 @@ class TransientGrowth(NamedTuple):
 
 
 @functools.partial(jax.jit, static_argnames="max_power")
+@full_precision
 def _transient_growth(W, max_power):
     tiny = jnp.finfo(W.dtype).tiny
 
