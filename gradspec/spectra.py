@@ -23,6 +23,7 @@ import numpy as np
 from jax import lax
 
 from ._checks import check_choice, check_finite, check_floating, check_int, check_trajectory_inputs
+from ._precision import full_precision
 from .jacobians import Method, _derivatives, _states
 
 __all__ = [
@@ -78,6 +79,13 @@ def weight_spectrum(W) -> WeightSpectrum:
 def _qr_log_diag(z):
     """QR of z: (Q, log|diag R|). The signs of R's diagonal are irrelevant: only |R_ii|
     enters the spectra."""
+    if z.shape[1] == 1:
+        # One column: QR is normalisation, without a LAPACK/cuSOLVER call per step (on a
+        # GPU that call costs ~0.1 ms whatever the size). A zero column gives e_1 and
+        # log 0 = -inf, as Householder QR does.
+        norm = jnp.linalg.norm(z)
+        e1 = jnp.zeros_like(z).at[0, 0].set(1)
+        return jnp.where(norm > 0, z / jnp.where(norm > 0, norm, 1), e1), jnp.log(norm)[None]
     q, r = jnp.linalg.qr(z)
     return q, jnp.log(jnp.abs(jnp.diagonal(r)))
 
@@ -97,6 +105,7 @@ def _frame_sweeps(cell, params, xs, prev, method):
 
 
 @functools.partial(jax.jit, static_argnames=("cell", "method", "max_sweeps"))
+@full_precision
 def _product_singular_values(cell, params, xs, h0, method, max_sweeps, rtol):
     size = h0.shape[0]
     _, prev = _states(cell, params, xs, h0)
@@ -181,6 +190,7 @@ def product_singular_values(
 
 
 @functools.partial(jax.jit, static_argnames=("cell", "method", "warmup"))
+@full_precision
 def _lyapunov_spectrum(cell, params, xs, h0, q0, warmup, method):
     forward, _ = _frame_sweeps(cell, params, xs, _states(cell, params, xs, h0)[1], method)
     _, logd = forward(q0)
@@ -211,6 +221,13 @@ def lyapunov_spectrum(
     :math:`\lambda_1 < 0` means gradients vanish at rate :math:`e^{\lambda_1}` per step
     along this trajectory, :math:`\lambda_1 > 0` that they explode;
     :math:`\xi = 1/|\lambda_1|` is the time scale in steps.
+
+    Precision: the leading exponents are exact to rounding in either dtype. The most
+    contracting ones are limited by one step's conditioning (QR returns the small
+    :math:`|R_{ii}|` to about :math:`\epsilon\,\mathrm{cond}(J_t)` relative), and a
+    random N x N :math:`W_{hh}` has cond ~ N: in float32 the bottom 1% of a tanh
+    network's spectrum is off by ~0.02 at N = 1024 and ~0.1 at N = 2048 (measured
+    against float64). Use float64 for the tail of a large spectrum.
 
     Args:
         cell, params, xs, h0: as in :func:`gradspec.trajectory`; xs drives the dynamics

@@ -120,6 +120,23 @@ def test_lyapunov_top_k_start_frame_and_warmup(getkey):
     np.testing.assert_allclose(rand, top, atol=5e-3)
     auto = gradspec.lyapunov_spectrum(cell, params, xs, k=3, warmup=200, method="autodiff")
     np.testing.assert_allclose(auto, top, atol=1e-12)
+    # k = 1 normalises instead of calling QR: the same first column of the frame.
+    one = gradspec.lyapunov_spectrum(cell, params, xs, k=1, warmup=200)
+    np.testing.assert_allclose(one, full[:1], atol=1e-12)
+
+
+def test_one_column_qr_is_normalisation_even_for_zero_columns():
+    from gradspec.spectra import _qr_log_diag
+
+    z = jnp.array([[3.0], [-4.0]])
+    q, logd = _qr_log_diag(z)
+    np.testing.assert_allclose(q, [[0.6], [-0.8]])
+    np.testing.assert_allclose(logd, [np.log(5.0)])
+    # A dead ReLU layer maps the frame to 0: e_1 and log 0 = -inf, as Householder QR does,
+    # not the NaN of 0 / 0 that would poison every later step.
+    q, logd = _qr_log_diag(jnp.zeros((3, 1)))
+    np.testing.assert_array_equal(q, [[1.0], [0.0], [0.0]])
+    assert logd[0] == -np.inf
 
 
 def test_lyapunov_lstm_float32_T_10000_finite(getkey):
