@@ -130,9 +130,9 @@ def make_config(mode: str, platform_name: str) -> Config:
             host_repeats=2,
             k_values=(1, 4, 16, 64, "N"),
             k_case=(256, 100),
-            roofline_points=((512, 16),),
+            roofline_points=((512, 16),) + (((1024, 16), (4096, 8)) if accel else ()),
             per_lag_count=3,
-            peak_sizes=(64, 256, 512, 1024),
+            peak_sizes=(64, 256, 512, 1024) + ((2048, 4096) if accel else ()),
             # predict's cost depends on T only through min(T, 16) powers of W_hh
             overrides={"predict": {"Ts": (1000,)}},
             extra_points_for=("gradient_profile", "spectra", "step_jacobians"),
@@ -394,6 +394,12 @@ def measure_peaks(cfg: Config, device: jax.Device) -> dict:
     )
     x = jax.device_put(jnp.ones((stream_n,), jnp.float32), device)
     prepared["stream"] = jax_call(lambda v: 2 * v, x)
+    # What full precision costs: the float32 product on the reduced-precision units that
+    # JAX uses by default on accelerators (TF32 on NVIDIA; the same product on CPU).
+    n_max = sizes[-1]
+    with jax.default_matmul_precision("tensorfloat32"):
+        a = jax.device_put(jax.random.normal(key, (n_max, n_max), jnp.float32), device)
+        prepared["tf32"] = jax_call(jnp.dot, a, a)
     timings = time_calls(
         prepared, dataclasses.replace(cfg, repeats=max(cfg.repeats, 3), budget_s=10.0)
     )
@@ -405,8 +411,10 @@ def measure_peaks(cfg: Config, device: jax.Device) -> dict:
         if flops > d["best_flops"]:
             d["best_flops"], d["best_n"] = flops, n
     peaks["stream_bytes_per_s"] = 2 * 4 * stream_n / timings["stream"].best
+    peaks["float32_tf32_flops"] = {"n": n_max, "flops": 2.0 * n_max**3 / timings["tf32"].best}
     peaks["method"] = (
-        "best-of-repeats jnp.dot(A, A), A (N, N) in the dtype, 2 N^3 flops; "
+        "best-of-repeats jnp.dot(A, A), A (N, N) in the dtype, 2 N^3 flops, at "
+        "'highest' matmul precision (float32_tf32_flops: the largest N at TF32); "
         "stream: 2*x over 8M float32 on CPU, 128M on accelerators (read + write bytes)"
     )
     return peaks
@@ -434,6 +442,11 @@ def peak_fields(
 
 
 # --------------------------------------------------------------------------- accuracy
+def to_numpy(x) -> np.ndarray:
+    """A JAX/numpy array or a torch tensor (on any device) as a numpy array."""
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+
+
 def max_abs_error(value, ref) -> float:
     """max |value - ref| over entries; inf where one is non-finite and they differ."""
     v = np.asarray(value, np.float64)

@@ -483,6 +483,7 @@ def roofline(cfg, env, peaks, device) -> list:
             "lyap_full": R.jax_call(make_lyap(c), p, xs, h0),
             "matmul_N": R.jax_call(jnp.dot, a_n, a_n),
             "matmul_peak": R.jax_call(jnp.dot, a_p, a_p),
+            "qr_N": R.jax_call(jnp.linalg.qr, a_n),
         }
         t = R.time_calls(prepared, cfg)
         same = {
@@ -490,7 +491,15 @@ def roofline(cfg, env, peaks, device) -> list:
                 2 * N**3 / t["matmul_N"].best, 2 * n_peak**3 / t["matmul_peak"].best
             ),
             "matmul_same_rounds_n": [N, n_peak],
+            # The platform's own N x N QR (geqrf + orgqr), timed alone: every step needs
+            # one after one N x N product, so T (t_qr + t_matmul) bounds a sweep from below
+            # whatever the code around them does.
+            "qr_alone_s": t["qr_N"].best,
+            "qr_alone_frac_of_peak": qr_flops(N, N)
+            / t["qr_N"].best
+            / max(2 * N**3 / t["matmul_N"].best, 2 * n_peak**3 / t["matmul_peak"].best),
         }
+        step_floor = t["qr_N"].best + t["matmul_N"].best
         ref_psv = _jax_ref(lambda cell: make_psv(cell, 1, "autodiff"), prob)
         ref_lyap = _jax_ref(lambda cell: make_lyap(cell, None, "autodiff"), prob)
         case = {**prob.case(), "roofline": True}
@@ -514,6 +523,7 @@ def roofline(cfg, env, peaks, device) -> list:
                 frac_of_peak_same_rounds=sweep_flops(N, T)
                 / t["psv_1sweep"].best
                 / same["matmul_same_rounds_flops_per_s"],
+                kernel_floor_over_time=2 * T * step_floor / t["psv_1sweep"].best,
                 **same,
             )
         )
@@ -537,6 +547,7 @@ def roofline(cfg, env, peaks, device) -> list:
                 frac_of_peak_same_rounds=lyap_flops(N, T, N)
                 / t["lyap_full"].best
                 / same["matmul_same_rounds_flops_per_s"],
+                kernel_floor_over_time=T * step_floor / t["lyap_full"].best,
                 **same,
             )
         )
@@ -567,10 +578,16 @@ def run(cfg, env, peaks, device) -> list:
         (BENCH_LYAP, lyap_case, over_budget(1)),
         (BENCH_PSV, psv_case, over_budget(2)),
     ]
-    out = R.for_each_case(cfg, env, peaks, device, "spectra", runs)
+    return R.for_each_case(cfg, env, peaks, device, "spectra", runs) + run_targets(
+        cfg, env, peaks, device
+    )
+
+
+def run_targets(cfg, env, peaks, device) -> list:
+    """Only the two studies the targets are judged on: top-k scaling and N >= 512."""
     R.log(f"[{BENCH_TOPK}] N, T = {cfg.k_case}, k = {cfg.k_values}")
     N, T = cfg.k_case
-    out += R.guarded(
+    out = R.guarded(
         lambda: topk_study(cfg, env, peaks, device),
         env=env,
         benchmark=BENCH_TOPK,

@@ -148,7 +148,7 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
             J = np.asarray(out if B == 1 else out[0])[steps]
         else:  # the host loops ran the first `prefix` steps
             checked = [s for s in steps if s < prefix]
-            J = np.stack([np.asarray(out[s]) for s in checked])
+            J = np.stack([R.to_numpy(out[s]) for s in checked])
             if prefix < T:
                 ext = {
                     "seconds": timing.best * T / prefix,

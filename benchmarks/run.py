@@ -23,8 +23,10 @@ to 100x slower), so the runner sets ``OMP_WAIT_POLICY=PASSIVE`` unless it is set
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import time
 
 
 def _parse(argv):
@@ -51,8 +53,15 @@ def _parse(argv):
         "--only",
         nargs="*",
         default=None,
-        choices=("gradient_profile", "spectra", "step_jacobians", "predict"),
-        help="run only these benchmark modules",
+        choices=(
+            "gradient_profile",
+            "spectra",
+            "spectra_targets",
+            "step_jacobians",
+            "predict",
+        ),
+        help="run only these benchmark modules (spectra_targets: the top-k scaling and "
+        "N >= 512 studies of spectra, without its grid)",
     )
     ap.add_argument(
         "--torch-threads",
@@ -79,9 +88,6 @@ def main(argv=None) -> dict:
     # torch's OpenMP threads spin-wait between parallel regions by default, fighting
     # XLA's pool in the same process (measured: 100x slower torch calls). Before import.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    import json
-    import time
-
     from . import _runner as R
     from . import (
         bench_gradient_profile,
@@ -90,11 +96,12 @@ def main(argv=None) -> dict:
         bench_step_jacobians,
     )
 
-    modules = {
-        "gradient_profile": bench_gradient_profile,
-        "spectra": bench_spectra,
-        "step_jacobians": bench_step_jacobians,
-        "predict": bench_predict,
+    runs = {
+        "gradient_profile": bench_gradient_profile.run,
+        "spectra": bench_spectra.run,
+        "spectra_targets": bench_spectra.run_targets,
+        "step_jacobians": bench_step_jacobians.run,
+        "predict": bench_predict.run,
     }
     t_start = time.perf_counter()
     R.TORCH_THREADS = args.torch_threads
@@ -115,7 +122,12 @@ def main(argv=None) -> dict:
     import jax
 
     records = []
-    with jax.default_device(device):
+    # gradspec traces its kernels with full float32 matmuls (gradspec/_precision.py); the
+    # peak and the JAX baselines run the same way, or on GPUs/TPUs they would be timed on
+    # TF32/bf16 units and compared with a kernel that does not use them. (PyTorch's CUDA
+    # float32 matmul is full precision by default: allow_tf32 is off.)
+    env["matmul_precision"] = "highest"
+    with jax.default_device(device), jax.default_matmul_precision("highest"):
         peaks = R.measure_peaks(cfg, device)
         R.log(
             "matmul peak: "
@@ -124,37 +136,50 @@ def main(argv=None) -> dict:
                 f"(N={peaks[d]['best_n']})"
                 for d in ("float32", "float64")
             )
+            + f"; float32 at TF32 {peaks['float32_tf32_flops']['flops'] / 1e9:.1f} GFLOP/s"
         )
-        for name in args.only or list(modules):
+        names = args.only or [n for n in runs if n != "spectra_targets"]
+        for i, name in enumerate(names):
             t0 = time.perf_counter()
-            records += modules[name].run(cfg, env, peaks, device)
+            records += runs[name](cfg, env, peaks, device)
             R.log(f"  {name}: {time.perf_counter() - t0:.1f} s")
-    total = time.perf_counter() - t_start
+            # Written after every module: an interrupted run keeps what it measured.
+            result, md = _write(
+                args.out, mode, cfg, env, peaks, records, t_start,
+                complete=i == len(names) - 1,
+            )
+    R.log(md)
+    R.log(f"wrote {args.out} ({len(records)} records, {result['total_s']:.1f} s)")
+    return result
+
+
+def _write(out, mode, cfg, env, peaks, records, t_start, *, complete) -> tuple[dict, str]:
+    """Write the JSON result and its Markdown summary (beside it, .md) so far."""
+    from . import _runner as R
+    from .summary import markdown, targets
+
     env["load_average_end"] = (
         list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     )
-    from .summary import markdown, targets
-
     result = {
         "schema_version": R.SCHEMA_VERSION,
         "mode": mode,
+        "complete": complete,
         "config": {k: v for k, v in vars(cfg).items()},
         "env": env,
         "peaks": peaks,
         "records": records,
-        "total_s": total,
+        "total_s": time.perf_counter() - t_start,
     }
     result["targets"] = targets(result)
     result = R.sanitize(result)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
         json.dump(result, f, indent=1, allow_nan=False)
     md = markdown(result)
-    md_path = os.path.splitext(args.out)[0] + ".md"
-    with open(md_path, "w") as f:
+    with open(os.path.splitext(out)[0] + ".md", "w") as f:
         f.write(md)
-    R.log(md)
-    R.log(f"wrote {args.out} and {md_path} ({len(records)} records, {total:.1f} s)")
+    return result, md
     return result
 
 

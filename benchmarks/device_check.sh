@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# One accelerator session in one call (about 6 minutes on an H100): the GPU tests, the
+# precision check and the --quick benchmarks, each under its own time limit so a slow
+# step cannot starve the next. Results land in $OUT (default ./device-results).
+#
+#   PYTHONPATH=. bash benchmarks/device_check.sh        # from the repository root
+#
+# Needs only a Python with jax (with its accelerator plugin), optax, pytest and tqdm;
+# torch and matplotlib are used when present. gradspec runs from the checkout.
+set -u
+export PYTHONPATH=${PYTHONPATH:-.} PYTHONUNBUFFERED=1
+OUT=${OUT:-device-results}
+PY=${PYTHON:-python3}
+mkdir -p "$OUT"
+{ nvidia-smi -L 2>/dev/null; "$PY" -c "import jax; print('jax', jax.__version__, jax.devices())"; } \
+  2>&1 | tee "$OUT/device.txt"
+timeout 100 "$PY" -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py 2>&1 | tee "$OUT/tests_gpu.log" | tail -4
+timeout 60 "$PY" -m benchmarks.precision --device gpu --out "$OUT/precision.json" 2>&1 | tee "$OUT/precision.log"
+timeout 300 "$PY" -m benchmarks.run --quick --device gpu --out "$OUT/bench_quick.json" > "$OUT/bench_quick.log" 2>&1
+echo "benchmarks exit $?"; tail -60 "$OUT/bench_quick.log"
