@@ -28,6 +28,15 @@ def check_floating(name: str, x) -> None:
         raise TypeError(f"`{name}` must have a floating dtype (float32/float64); got {dtype}.")
 
 
+def check_square_matrix(name: str, W) -> jax.Array:
+    """A finite floating (N, N) matrix, as a JAX array."""
+    check_floating(name, W)
+    if np.ndim(W) != 2 or np.shape(W)[0] != np.shape(W)[1]:
+        raise ValueError(f"`{name}` must be square (N, N); got {np.shape(W)}.")
+    check_finite(name, W)
+    return jnp.asarray(W)
+
+
 def check_params(cell: Cell, params) -> jnp.dtype:
     """Validate ``params`` for ``cell``; return the dtype every computation follows."""
     cell.check_params(params)

@@ -22,7 +22,7 @@ import jax.random as jr
 import numpy as np
 from jax import lax
 
-from ._checks import check_choice, check_finite, check_floating, check_int, check_trajectory_inputs
+from ._checks import check_choice, check_int, check_square_matrix, check_trajectory_inputs
 from ._precision import full_precision
 from .jacobians import Method, _derivatives, _states
 
@@ -63,12 +63,9 @@ def weight_spectrum(W) -> WeightSpectrum:
         >>> round(float(s.spectral_radius), 3), round(float(s.spectral_norm), 3)
         (0.9, 10.08)
     """
-    check_floating("W", W)
-    if np.ndim(W) != 2 or np.shape(W)[0] != np.shape(W)[1]:
-        raise ValueError(f"`W` must be square (N, N); got {np.shape(W)}.")
-    check_finite("W", W)
+    W = check_square_matrix("W", W)
     cpu = jax.devices("cpu")[0]
-    W = jax.device_put(jnp.asarray(W), cpu)
+    W = jax.device_put(W, cpu)
     with jax.default_device(cpu):
         eig = jnp.linalg.eigvals(W)
         eig = eig[jnp.argsort(-jnp.abs(eig))]

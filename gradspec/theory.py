@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._checks import check_finite, check_floating, check_int, is_concrete
+from ._checks import check_int, check_square_matrix, is_concrete
 from ._precision import full_precision
 from .cells import NONLINEARITIES, RNN
 
@@ -151,14 +151,6 @@ def _check_scale(name: str, value, dtype, *, positive: bool = False) -> jax.Arra
                 f"`{name}` must be a finite number {bound}; got {value!r}."
             )
     return jnp.asarray(value).astype(dtype)
-
-
-def _check_square(name: str, W) -> jax.Array:
-    check_floating(name, W)
-    if np.ndim(W) != 2 or np.shape(W)[0] != np.shape(W)[1]:
-        raise ValueError(f"`{name}` must be square (N, N); got {np.shape(W)}.")
-    check_finite(name, W)
-    return jnp.asarray(W)
 
 
 # -- mean field --------------------------------------------------------------------
@@ -551,7 +543,7 @@ def gradient_bound(
         W = params["W_hh"]
     else:
         W = params
-    W = _check_square("W_hh", W)
+    W = check_square_matrix("W_hh", W)
     nonlinearity = _check_nonlinearity(nonlinearity)
     dtype = W.dtype
     try:
@@ -741,6 +733,6 @@ def transient_growth(W, *, max_power: int = 100) -> TransientGrowth:
         >>> round(float(tg.log_spectral_radius), 4)  # log 0.9 < 0: vanishes eventually
         -0.1054
     """
-    W = _check_square("W", W)
+    W = check_square_matrix("W", W)
     max_power = check_int("max_power", max_power, 1)
     return _transient_growth(W, max_power)
