@@ -134,6 +134,17 @@ def _fraction_of_peak(result, out_dir):
             + f" {dtype} B={batch}"
         )
         ax.plot(xs, [best[n] for n in xs], "o-", ms=3, label=label)
+    # The ceiling the platform's kernels set: the fraction a sweep would reach if it cost
+    # exactly its QRs and products timed alone (recorded at the N >= 512 points).
+    floor = sorted(
+        (r["N"], as_float(r["frac_of_peak_same_rounds"]) * as_float(r["kernel_floor_over_time"]))
+        for r in result["records"]
+        if r.get("status") == "ok"
+        and r["benchmark"] == "lyapunov_spectrum"
+        and r.get("kernel_floor_over_time") is not None
+    )
+    if floor:
+        ax.plot(*zip(*floor), "k--", lw=0.8, label="QR + matmul kernels alone (full spectrum)")
     ax.axhline(0.5, color="k", lw=0.8, ls=":", label="target 50% (spectra, N >= 512)")
     ax.set(
         xscale="log",
