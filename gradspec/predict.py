@@ -49,6 +49,10 @@ IID_RTOL, IID_MIN_N = 0.15, 32
 #: Powers of W_hh searched for non-normal transient growth (one SVD each: the cost
 #: that keeps predict under a second at N = 256).
 TRANSIENT_POWERS = 16
+#: f'(0) of the nonlinearities with f(0) = 0 that are differentiable there: for these the
+#: ordered phase's fixed point h = 0 gives the exact finite-N exponent (relu is not
+#: differentiable at 0, and its exponent at 0 depends on which units are active).
+ZERO_SLOPE = {"tanh": 1.0, "linear": 1.0}
 
 
 def classify(lambda_max: float, tol: float) -> str:
@@ -97,11 +101,11 @@ class Prediction(_Record):
     timescale: float  # 1 / |lambda_max| steps (inf when lambda_max = 0)
     T: int  # horizon the verdict is for
     log_gradient_ratio: float  # predicted log ||dL/dh_0|| / ||dL/dh_T|| = T lambda_max
-    source: str  # "mean-field" or "lyapunov"
+    source: str  # "fixed-point", "mean-field" or "lyapunov"
     measured_lyapunov: float  # mean top exponent over the sampled trajectories
     samples_finite: int  # sampled trajectories whose states stayed finite
     reasons: tuple  # the argument in words, one sentence each
-    mean_field: Optional[dict] = None  # theory.mean_field(...) fields when source="mean-field"
+    mean_field: Optional[dict] = None  # theory.mean_field(...) fields (i.i.d.-like W_hh)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,6 +162,12 @@ def predict(cell, params, T: int, key=None, inputs=None, *, samples: int = SAMPL
       :math:`\lambda_{max} = \tfrac12 \log \chi`, :math:`\chi = \sigma_w^2\,
       \mathbb E[f'(\sqrt{q^*} z)^2]` (:func:`gradspec.theory.mean_field`), exact as
       N grows.
+    - ``"fixed-point"``: the same network in its ordered phase with no bias and no
+      input (mean-field :math:`q^* = 0`), f smooth at 0 with f(0) = 0 (tanh, linear)
+      and h = 0 stable at this N (:math:`f'(0)\rho(W_{hh}) < 1`): every trajectory
+      settles at h = 0, so exactly
+      :math:`\lambda_{max} = \log(f'(0)\,\rho(W_{hh}))` at this N (the mean field's
+      :math:`\log \sigma_w` is its N -> infinity limit).
     - ``"lyapunov"``: everything else (LSTM, GRU, orthogonal/identity inits, trained
       weights): the top Lyapunov exponent measured on ``samples`` trajectories from
       random initial states (and random start frames), driven by ``inputs``.
@@ -184,8 +194,10 @@ def predict(cell, params, T: int, key=None, inputs=None, *, samples: int = SAMPL
         >>> params = cell.init(jax.random.key(0), 256, 1,
         ...                    recurrent_init=gradspec.init.gaussian(0.5))
         >>> p = gradspec.predict(cell, params, T=100)
-        >>> p.regime, p.source, round(p.lyapunov, 2)  # (1/2) log chi = log 0.5
-        ('vanishing', 'mean-field', -0.69)
+        >>> p.regime, p.source, round(p.mean_field["lambda_max"], 2)  # log sigma_w
+        ('vanishing', 'fixed-point', -0.69)
+        >>> round(p.lyapunov, 3), round(p.measured_lyapunov, 3)  # log rho(W_hh), exact
+        (-0.699, -0.699)
     """
     cell = as_cell(cell)
     dtype = check_params(cell, params)
@@ -213,7 +225,8 @@ def predict(cell, params, T: int, key=None, inputs=None, *, samples: int = SAMPL
     if isinstance(cell, RNN):
         reasons += _weight_reasons(cell, params, T)
         W = np.asarray(params["W_hh"], np.float64)
-        sigma_w = _iid_scale(W, weight_spectrum(W))
+        spectrum = weight_spectrum(W)
+        sigma_w = _iid_scale(W, spectrum)
         if sigma_w is not None:
             sigma_b = float(np.sqrt(np.mean(np.asarray(params["b"], np.float64) ** 2)))
             drive = np.einsum("nd,bld->bln", np.asarray(params["W_xh"], np.float64), np.asarray(xs))
@@ -226,6 +239,19 @@ def predict(cell, params, T: int, key=None, inputs=None, *, samples: int = SAMPL
                 f"sigma_x = {sigma_x:.3f}): mean-field chi = {float(mf_result.chi):.4f}, "
                 f"lambda_max = (1/2) log chi = {lyapunov:+.4f} per step"
             )
+            slope0 = ZERO_SLOPE.get(cell.nonlinearity)
+            rate0 = slope0 * float(spectrum.spectral_radius) if slope0 else math.inf
+            if float(mf_result.q_star) == 0.0 and rate0 < 1.0:
+                # Ordered phase with no bias and no input, and h = 0 stable at this N:
+                # every trajectory settles there, where J = f'(0) W_hh. Its top exponent
+                # is the finite-N answer the N -> infinity theory approximates (rho(W)
+                # scatters O(N^-1/2) around sigma_w: 11% at N = 64 for one seed).
+                lyapunov, source = math.log(rate0), "fixed-point"
+                reasons.append(
+                    f"ordered phase, no bias or input: trajectories settle at h = 0, where "
+                    f"J = f'(0) W_hh, so exactly lambda_max = log(f'(0) rho(W_hh)) = "
+                    f"{lyapunov:+.4f} at this N"
+                )
         else:
             reasons.append("W_hh is not i.i.d.-like (orthogonal, identity, structured or "
                            "trained): lambda_max measured on sampled trajectories")
