@@ -161,7 +161,9 @@ def predict(cell, params, T: int, key=None, inputs=None, *, samples: int = SAMPL
       quarter-circle laws require). Then
       :math:`\lambda_{max} = \tfrac12 \log \chi`, :math:`\chi = \sigma_w^2\,
       \mathbb E[f'(\sqrt{q^*} z)^2]` (:func:`gradspec.theory.mean_field`), exact as
-      N grows.
+      N grows; with inputs, the average of :math:`\tfrac12 \log \chi_t` along the
+      sampled sequences (:func:`gradspec.theory.mean_field_along`), since the drive's
+      variance changes from step to step.
     - ``"fixed-point"``: the same network in its ordered phase with no bias and no
       input (mean-field :math:`q^* = 0`), f smooth at 0 with f(0) = 0 (tanh, linear)
       and h = 0 stable at this N (:math:`f'(0)\rho(W_{hh}) < 1`): every trajectory
@@ -239,6 +241,22 @@ def predict(cell, params, T: int, key=None, inputs=None, *, samples: int = SAMPL
                 f"sigma_x = {sigma_x:.3f}): mean-field chi = {float(mf_result.chi):.4f}, "
                 f"lambda_max = (1/2) log chi = {lyapunov:+.4f} per step"
             )
+            if sigma_x > 0:
+                # The drive's variance changes from step to step (for few inputs, a lot):
+                # the theory along the sampled sequences, not at their mean variance.
+                s2 = jnp.asarray(np.mean(drive**2, axis=2), dtype)  # (samples, L)
+                along = jax.vmap(
+                    lambda v: theory.mean_field_along(
+                        cell.nonlinearity, sigma_w, v, sigma_b=sigma_b, warmup=warmup
+                    ).lambda_max
+                )(s2)
+                lyapunov = float(np.mean(np.asarray(along, np.float64)))
+                mf["lambda_max_along_inputs"] = lyapunov
+                reasons.append(
+                    f"the drive's variance varies over time (s_t^2 from {float(s2.min()):.3f} "
+                    f"to {float(s2.max()):.3f}): mean field along the sampled inputs, "
+                    f"lambda_max = mean_t (1/2) log chi_t = {lyapunov:+.4f} per step"
+                )
             slope0 = ZERO_SLOPE.get(cell.nonlinearity)
             rate0 = slope0 * float(spectrum.spectral_radius) if slope0 else math.inf
             if float(mf_result.q_star) == 0.0 and rate0 < 1.0:

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._checks import check_int, check_square_matrix, is_concrete
+from ._checks import check_floating, check_int, check_square_matrix, is_concrete
 from ._precision import full_precision
 from .cells import NONLINEARITIES, RNN
 
@@ -43,6 +43,8 @@ __all__ = [
     "REGIMES",
     "MeanField",
     "mean_field",
+    "MeanFieldPath",
+    "mean_field_along",
     "critical_gain",
     "GradientBound",
     "gradient_bound",
@@ -443,6 +445,90 @@ def critical_gain(nonlinearity: Nonlinearity, *, sigma_b=0.0, sigma_x=0.0) -> ja
     sigma_b = _check_scale("sigma_b", sigma_b, dtype)
     sigma_x = _check_scale("sigma_x", sigma_x, dtype)
     return _critical_gain(nonlinearity, sigma_b, sigma_x)
+
+
+class MeanFieldPath(NamedTuple):
+    """Mean field along one input sequence (arrays (L,), or with vmapped axes)."""
+
+    q: jax.Array  # q_t: pre-activation variance at each step
+    chi: jax.Array  # chi_t: growth factor of the squared gradient norm at each step
+    lambda_max: jax.Array  # () 0.5 * mean of log chi_t over the steps after warmup
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _mean_field_along(nonlinearity, sigma_w, sigma_b, drive_variance, warmup):
+    cell = RNN(nonlinearity)
+    sw2, sb2 = sigma_w**2, sigma_b**2
+
+    def step(h2_prev, s2):  # carry E[h_{t-1}^2]; h_{-1} = 0
+        q = sw2 * h2_prev + sb2 + s2
+        h2 = _expect(lambda u: cell.f(u) ** 2, q)
+        return h2, (q, sw2 * _expect(lambda u: cell.slope(u) ** 2, q))
+
+    _, (q, chi) = lax.scan(step, jnp.zeros((), drive_variance.dtype), drive_variance)
+    counted = jnp.arange(drive_variance.shape[0]) >= warmup
+    return MeanFieldPath(q, chi, 0.5 * jnp.mean(jnp.log(chi), where=counted))
+
+
+def mean_field_along(
+    nonlinearity: Nonlinearity, sigma_w, drive_variance, *, sigma_b=0.0, warmup: int = 0
+) -> MeanFieldPath:
+    r"""Mean-field theory along a given input sequence: per-step variance and growth.
+
+    :func:`mean_field` takes the input drive's variance as constant. A real sequence's
+    is not: with D inputs and :math:`W_{xh} \sim \mathcal N(0, 1/D)` the drive's
+    variance across units at step t is :math:`s_t^2 = |x_t|^2 / D`, a
+    :math:`\chi^2_D / D` variable for Gaussian inputs. As N grows, along that sequence
+
+    .. math::
+        q_t = \sigma_w^2\, \mathbb E_z\!\left[f(\sqrt{q_{t-1}}\, z)^2\right]
+              + \sigma_b^2 + s_t^2, \qquad
+        \chi_t = \sigma_w^2\, \mathbb E_z\!\left[f'(\sqrt{q_t}\, z)^2\right], \qquad
+        \lambda_{max} = \frac{1}{2(L - w)} \sum_{t \ge w} \log \chi_t,
+
+    with :math:`E[h_{-1}^2] = 0` (the state starts at 0). The constant-drive theory
+    averages the drive's variance before the nonlinearity, this one averages
+    :math:`\log \chi_t` after it; they differ where :math:`s_t^2` fluctuates strongly,
+    i.e. for few inputs. Measured (tanh, :math:`\sigma_w = 1.5`, N = 1024, unit
+    Gaussian inputs, top exponent over 4000 steps): D = 1: constant drive -0.148, this
+    -0.107, network -0.103; D = 4: -0.145, -0.132, -0.137; D = 32: -0.143, -0.141,
+    -0.144. With constant :math:`s_t^2` it converges to :func:`mean_field`.
+
+    Args:
+        nonlinearity: as in :func:`mean_field`.
+        sigma_w: scalar >= 0, the recurrent weight scale.
+        drive_variance: (L,) values :math:`s_t^2 = \mathrm{mean}_i (W_{xh} x_t)_i^2`
+            >= 0.
+        sigma_b: scalar >= 0, standard deviation of the bias entries.
+        warmup: leading steps left out of the average, 0 <= warmup < L.
+
+    Returns:
+        A :class:`MeanFieldPath` in the dtype of ``drive_variance``.
+
+    Examples:
+        >>> import jax.numpy as jnp, gradspec.theory as gt
+        >>> s2 = jnp.full(200, 0.25)  # a constant drive: the fixed-point theory
+        >>> path = gt.mean_field_along("tanh", 1.5, s2, warmup=100)
+        >>> mf = gt.mean_field("tanh", 1.5, sigma_x=0.5)
+        >>> round(float(path.lambda_max), 6) == round(float(mf.lambda_max), 6)
+        True
+    """
+    nonlinearity = _check_nonlinearity(nonlinearity)
+    check_floating("drive_variance", drive_variance)
+    drive_variance = jnp.asarray(drive_variance)
+    if drive_variance.ndim != 1 or drive_variance.shape[0] == 0:
+        raise ValueError(
+            f"`drive_variance` must have shape (L,), L >= 1; got {drive_variance.shape}."
+        )
+    if is_concrete(drive_variance) and not bool(
+        jnp.all(jnp.isfinite(drive_variance) & (drive_variance >= 0))
+    ):
+        raise ValueError("`drive_variance` must be finite and >= 0.")
+    dtype = drive_variance.dtype
+    sigma_w = _check_scale("sigma_w", sigma_w, dtype)
+    sigma_b = _check_scale("sigma_b", sigma_b, dtype)
+    warmup = check_int("warmup", warmup, 0, drive_variance.shape[0] - 1)
+    return _mean_field_along(nonlinearity, sigma_w, sigma_b, drive_variance, warmup)
 
 
 # -- Pascanu's bound ---------------------------------------------------------------
