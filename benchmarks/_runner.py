@@ -197,6 +197,9 @@ def host_threads() -> int:
 #: torch intra-op threads; 0 means "match XLA": as many as the host threads XLA's CPU
 #: backend uses. Set from ``--torch-threads``.
 TORCH_THREADS = 0
+#: Called with the records of the module in progress after every case (the runner
+#: rewrites its output then, so a run stopped mid-grid keeps every finished case).
+CHECKPOINT: Callable[[list], None] | None = None
 
 
 def torch_module():
@@ -778,6 +781,8 @@ def for_each_case(cfg: Config, env: dict, peaks: dict, device, grid: str, runs) 
                 benchmark=bench,
                 case=case,
             )
+            if CHECKPOINT is not None:
+                CHECKPOINT(out)
     return out
 
 

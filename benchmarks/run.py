@@ -140,10 +140,13 @@ def main(argv=None) -> dict:
         )
         names = args.only or [n for n in runs if n != "spectra_targets"]
         for i, name in enumerate(names):
+            R.CHECKPOINT = lambda partial: _write(
+                args.out, mode, cfg, env, peaks, records + partial, t_start, complete=False
+            )
             t0 = time.perf_counter()
             records += runs[name](cfg, env, peaks, device)
             R.log(f"  {name}: {time.perf_counter() - t0:.1f} s")
-            # Written after every module: an interrupted run keeps what it measured.
+            # Written after every case and module: an interrupted run keeps what it measured.
             result, md = _write(
                 args.out, mode, cfg, env, peaks, records, t_start,
                 complete=i == len(names) - 1,
@@ -173,12 +176,13 @@ def _write(out, mode, cfg, env, peaks, records, t_start, *, complete) -> tuple[d
     }
     result["targets"] = targets(result)
     result = R.sanitize(result)
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump(result, f, indent=1, allow_nan=False)
     md = markdown(result)
-    with open(os.path.splitext(out)[0] + ".md", "w") as f:
-        f.write(md)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    for path, text in ((out, json.dumps(result, indent=1, allow_nan=False)),
+                       (os.path.splitext(out)[0] + ".md", md)):
+        with open(path + ".tmp", "w") as f:  # whole or not at all, even if killed here
+            f.write(text)
+        os.replace(path + ".tmp", path)
     return result, md
     return result
 

@@ -264,7 +264,13 @@ def test_for_each_case_records_skips_and_failures_in_grid_order():
         ("a", ok, lambda prob: None),
         ("b", boom, lambda prob: "too big" if prob.batch > 1 else None),
     ]
-    recs = R.for_each_case(cfg, env, {}, jax.devices("cpu")[0], "spectra", runs)
+    snapshots = []  # the runner rewrites its JSON from these after every case
+    R.CHECKPOINT = lambda partial: snapshots.append([r["status"] for r in partial])
+    try:
+        recs = R.for_each_case(cfg, env, {}, jax.devices("cpu")[0], "spectra", runs)
+    finally:
+        R.CHECKPOINT = None
+    assert snapshots == [["ok"], ["ok", "error"], ["ok", "error", "ok"]]
     assert [(r["benchmark"], r["status"], r["batch"]) for r in recs] == [
         ("a", "ok", 1),
         ("b", "error", 1),
