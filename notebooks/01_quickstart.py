@@ -63,6 +63,9 @@ xs = INPUT_SCALE * jax.random.normal(jax.random.key(1), (T, 1))
 #
 # `predict` recognises an i.i.d.-looking $W_{hh}$ and uses mean-field theory:
 # $\lambda_{max} = \tfrac12 \log \chi$ with $\chi = \sigma_w^2\, \mathbb E[f'(\sqrt{q^*} z)^2]$.
+# Driven by inputs, it averages $\tfrac12 \log \chi_t$ along them (the drive's variance
+# changes from step to step); with no input and no bias in the ordered phase it gives the
+# exact $\log(f'(0)\,\rho(W_{hh}))$ of the fixed point $h = 0$.
 # Its `reasons` state the argument in words.
 
 # %%
