@@ -297,3 +297,24 @@ def test_log_norm_where_the_squares_under_and_overflow():
     assert out[1] == -np.inf
     whole = float(log_norm(jnp.asarray(g[0])))  # axis=None: the norm of all entries
     assert whole == pytest.approx(math.log(5e-30), rel=1e-6)
+
+
+def test_precision_check_runs_and_cpu_precisions_agree(tmp_path):
+    # On a CPU "highest" and "tensorfloat32" compute the same float32 product, so the two
+    # rows of each kernel must carry the same error against float64, and that error is
+    # float32 rounding (the accelerator run is what shows the difference).
+    out = tmp_path / "precision.json"
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.precision", "--device", "cpu", "--N", "16",
+         "--T", "50", "--out", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cases = json.loads(out.read_text())["cases"]
+    errors = {}
+    for c in cases:
+        errors.setdefault(c["kernel"], {})[c["precision"]] = c["max_abs_error"]
+    assert set(errors) == {"gradient_profile", "lyapunov_top8"}
+    for by_precision in errors.values():
+        assert by_precision["highest"] == by_precision["tensorfloat32"] < 1e-4
