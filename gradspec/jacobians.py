@@ -204,7 +204,7 @@ def gradient_profile(
 
 @jax.jit
 @full_precision
-def profile_rate(log_norms: jax.Array) -> jax.Array:
+def profile_rate(log_norms: jax.Array, lags: jax.Array | None = None) -> jax.Array:
     r"""Per-step rate of a gradient profile: the least-squares slope of
     :math:`\ell_k` against the lag k, over the finite entries.
 
@@ -212,10 +212,13 @@ def profile_rate(log_norms: jax.Array) -> jax.Array:
 
     Negative: the gradient vanishes by :math:`e^{\hat\lambda}` per step; positive: it
     explodes. For a profile from :func:`gradient_profile` this converges to the top
-    Lyapunov exponent as T grows. Returns NaN if fewer than two entries are finite.
+    Lyapunov exponent as T grows. Returns NaN if fewer than two entries are finite
+    (or their lags are all equal).
 
     Args:
-        log_norms: shape (..., K), entry k at lag k (e.g. :func:`gradient_profile`).
+        log_norms: shape (..., K): :math:`\ell_k`, e.g. from :func:`gradient_profile`.
+        lags: shape (K,), the lag of each entry (e.g. a training run's recorded
+            ``lags``); ``0, 1, ..., K - 1`` when None.
 
     Returns:
         Shape (...,).
@@ -224,8 +227,13 @@ def profile_rate(log_norms: jax.Array) -> jax.Array:
         >>> import jax.numpy as jnp, gradspec
         >>> round(float(gradspec.profile_rate(jnp.array([0.0, -0.5, -1.0, -1.5]))), 6)
         -0.5
+        >>> round(float(gradspec.profile_rate(jnp.array([0.0, -1.0, -5.0]),
+        ...                                   lags=jnp.array([0, 10, 50]))), 6)
+        -0.1
     """
-    lags = jnp.arange(log_norms.shape[-1], dtype=log_norms.dtype)
+    if lags is None:
+        lags = jnp.arange(log_norms.shape[-1])
+    lags = jnp.broadcast_to(jnp.asarray(lags).astype(log_norms.dtype), log_norms.shape)
     w = jnp.isfinite(log_norms).astype(log_norms.dtype)
     y = jnp.where(w > 0, log_norms, 0.0)
     n = w.sum(-1, keepdims=True)

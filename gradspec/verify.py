@@ -11,8 +11,9 @@ For every :class:`gradspec.train.TrainConfig` in a grid, :func:`verify`
 
 Agreement rule (both must hold):
 
-- **rate**: the observed regime, ``classify(observed_rate, tol)`` with the prediction's
-  own threshold :math:`\tau = \max(1/T, 2\delta\lambda)`, equals the predicted regime;
+- **rate**: the observed regime, ``classify(rate, tol)`` with ``rate`` the
+  :func:`gradspec.profile_rate` of the step-0 profile over the recorded lags and the
+  prediction's own threshold :math:`\tau = \max(1/T, 2\delta\lambda)`, equals the predicted regime;
 - **outcome**: ``vanishing`` and ``exploding`` predictions are not ``solved`` within the
   run's budget (the long-range signal is lost or the run is unstable), a ``critical``
   prediction is not ``diverged``.
@@ -24,38 +25,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Iterable, Sequence
+from typing import Iterable
 
-import numpy as np
+import jax.numpy as jnp
 
+from .jacobians import profile_rate
 from .predict import classify, predict
 from .train import TrainConfig, init_params, task_batch, train
 
-__all__ = ["verify", "format_table", "observed_rate", "demo_grid"]
+__all__ = ["verify", "format_table", "demo_grid"]
 
 #: Sequences of the task used to drive the prediction's sampled trajectories.
 PREDICT_INPUTS = 8
-
-
-def observed_rate(lags: Sequence[int], log_norms) -> float:
-    r"""Least-squares slope of :math:`\log g_k` against the lags k, over finite entries.
-
-    Args:
-        lags: the lags k, shape (K,).
-        log_norms: :math:`\log g_k`, shape (K,).
-
-    Returns:
-        The per-step rate (natural log); NaN with fewer than two finite points.
-
-    Examples:
-        >>> round(observed_rate([0, 10, 50], [0.0, -1.0, -5.0]), 6)
-        -0.1
-    """
-    k, y = np.asarray(lags, np.float64), np.asarray(log_norms, np.float64)
-    ok = np.isfinite(y)
-    if ok.sum() < 2 or np.ptp(k[ok]) == 0:
-        return math.nan
-    return float(np.polyfit(k[ok], y[ok], 1)[0])
 
 
 def _label(c: TrainConfig) -> str:
@@ -88,8 +69,9 @@ def _one(config: TrainConfig, *, progress: bool) -> dict:
     inputs = task_batch(dataclasses.replace(config, batch=PREDICT_INPUTS)).inputs
     pred = predict(config.make_cell(), params["cell"], inputs.shape[1], inputs=inputs)
     result = train(config, progress=progress)
-    log_g0 = np.asarray(result.log_grad_lags)[0]
-    rate = observed_rate(result.lags, log_g0)
+    # The slope of the gradient the run observed at step 0, over its recorded lags.
+    log_g0 = result.log_grad_lags[0]
+    rate = float(profile_rate(log_g0, jnp.asarray(result.lags)))
     observed = classify(rate, pred.threshold) if math.isfinite(rate) else "undefined"
     agree, note = _check(pred.regime, observed, result.outcome)
     return {

@@ -169,3 +169,20 @@ def test_errors(getkey):
         gradspec.gradient_profile(cell, params, xs, readout=jnp.ones(3))
     with pytest.raises(ValueError, match="method"):
         gradspec.step_jacobians(cell, params, xs, method="fd")
+
+
+def test_profile_rate_is_the_least_squares_slope_over_given_lags():
+    lags = jnp.array([0, 1, 5, 10, 20])
+    y = 0.3 - 0.25 * lags.astype(jnp.float64)
+    assert float(gradspec.profile_rate(y, lags)) == pytest.approx(-0.25, abs=1e-12)
+    # -inf (an exactly vanished gradient) is dropped, not propagated.
+    y_dead = y.at[4].set(-jnp.inf)
+    assert float(gradspec.profile_rate(y_dead, lags)) == pytest.approx(-0.25, abs=1e-12)
+    assert np.isnan(gradspec.profile_rate(jnp.array([0.0, jnp.nan]), jnp.array([0, 1])))
+    # Points off a line, by hand: k_mean = 2, y_mean = 4/3, cov = 6, var = 8.
+    got = gradspec.profile_rate(jnp.array([0.0, 1.0, 3.0]), jnp.array([0, 2, 4]))
+    assert float(got) == pytest.approx(0.75, abs=1e-12)
+    # The default lags are 0, 1, ..., K - 1; and it batches over leading axes.
+    line = 0.3 - 0.25 * jnp.arange(3.0)
+    batch = jnp.stack([line, 2 * line])
+    np.testing.assert_allclose(gradspec.profile_rate(batch), [-0.25, -0.5], atol=1e-12)

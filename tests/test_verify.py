@@ -1,25 +1,12 @@
 """verify: prediction vs training, and its agreement rule."""
 
 import json
-import math
 
-import numpy as np
 import pytest
 
 from gradspec import cli
 from gradspec.train import TrainConfig
-from gradspec.verify import _check, format_table, observed_rate, verify
-
-
-def test_observed_rate_is_least_squares_slope():
-    lags = [0, 1, 5, 10, 20]
-    y = 0.3 - 0.25 * np.asarray(lags, float)
-    assert observed_rate(lags, y) == pytest.approx(-0.25, abs=1e-12)
-    # -inf (an exactly vanished gradient) is dropped, not propagated.
-    assert observed_rate(lags, np.r_[y[:4], -np.inf]) == pytest.approx(-0.25, abs=1e-12)
-    assert math.isnan(observed_rate([0, 1], [0.0, np.nan]))
-    # Points off a line, by hand: k_mean = 2, y_mean = 4/3, cov = 6, var = 8.
-    assert observed_rate([0, 2, 4], [0.0, 1.0, 3.0]) == pytest.approx(0.75, abs=1e-12)
+from gradspec.verify import _check, format_table, verify
 
 
 @pytest.mark.parametrize(
