@@ -49,10 +49,10 @@ IID_RTOL, IID_MIN_N = 0.15, 32
 #: Powers of W_hh searched for non-normal transient growth (one SVD each: the cost
 #: that keeps predict under a second at N = 256).
 TRANSIENT_POWERS = 16
-#: f'(0) of the nonlinearities with f(0) = 0 that are differentiable there: for these the
-#: ordered phase's fixed point h = 0 gives the exact finite-N exponent (relu is not
+#: The nonlinearities with f(0) = 0 that are differentiable there: for these the ordered
+#: phase's fixed point h = 0 gives the exact finite-N exponent (relu is not
 #: differentiable at 0, and its exponent at 0 depends on which units are active).
-ZERO_SLOPE = {"tanh": 1.0, "linear": 1.0}
+SMOOTH_AT_ZERO = ("tanh", "linear")
 
 
 def classify(lambda_max: float, tol: float) -> str:
@@ -257,9 +257,9 @@ def predict(cell, params, T: int, key=None, inputs=None, *, samples: int = SAMPL
                     f"to {float(s2.max()):.3f}): mean field along the sampled inputs, "
                     f"lambda_max = mean_t (1/2) log chi_t = {lyapunov:+.4f} per step"
                 )
-            slope0 = ZERO_SLOPE.get(cell.nonlinearity)
-            rate0 = slope0 * float(spectrum.spectral_radius) if slope0 else math.inf
-            if float(mf_result.q_star) == 0.0 and rate0 < 1.0:
+            at_zero = float(mf_result.q_star) == 0.0 and cell.nonlinearity in SMOOTH_AT_ZERO
+            rate0 = float(cell.slope(jnp.zeros(()))) * float(spectrum.spectral_radius)
+            if at_zero and rate0 < 1.0:
                 # Ordered phase with no bias and no input, and h = 0 stable at this N:
                 # every trajectory settles there, where J = f'(0) W_hh. Its top exponent
                 # is the finite-N answer the N -> infinity theory approximates (rho(W)

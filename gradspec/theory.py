@@ -187,11 +187,12 @@ class MeanField(NamedTuple):
         return str(names) if names.ndim == 0 else names
 
 
-def _expect(g: Callable, q: jax.Array) -> jax.Array:
-    """E[g(sqrt(q) z)] for z ~ N(0, 1) by the symmetric midpoint rule."""
+def _mean_square(g: Callable, q: jax.Array) -> jax.Array:
+    """E[g(sqrt(q) z)^2] for z ~ N(0, 1) by the symmetric midpoint rule: with g = f the
+    variance map's E[h^2], with g = f' the factor chi / sigma_w^2."""
     z = jnp.asarray(_QUAD_Z, q.dtype)
     w = jnp.asarray(_QUAD_W, q.dtype)
-    return jnp.sum(w * g(jnp.sqrt(q) * z))
+    return jnp.sum(w * g(jnp.sqrt(q) * z) ** 2)
 
 
 def _mean_field_core(nonlinearity, sigma_w, sigma_b, sigma_x) -> MeanField:
@@ -210,10 +211,9 @@ def _mean_field_core(nonlinearity, sigma_w, sigma_b, sigma_x) -> MeanField:
         chi = a
     else:
         cell = RNN(nonlinearity)  # f and f' (cancellation-free for tanh, sigmoid)
-        f = cell.f
 
         def gap(q):  # D(q) = V(q) - q; q* is where D changes sign from + to -
-            return sw2 * _expect(lambda u: f(u) ** 2, q) + s2 - q
+            return sw2 * _mean_square(cell.f, q) + s2 - q
 
         # Bracket: D(0) = sigma_w^2 f(0)^2 + s2 >= 0. For |f| <= 1 (tanh, sigmoid)
         # V(q) <= sigma_w^2 + s2, so the first hi already has D(hi) < 0; an unbounded
@@ -247,7 +247,7 @@ def _mean_field_core(nonlinearity, sigma_w, sigma_b, sigma_x) -> MeanField:
         # both sides, not read at the kink); at q* = inf it is the limit read at the
         # largest bracket (~1e24 times its start).
         q_eval = jnp.where(diverges, hi, jnp.maximum(lo, jnp.finfo(dtype).tiny))
-        chi = sw2 * _expect(lambda u: cell.slope(u) ** 2, q_eval)
+        chi = sw2 * _mean_square(cell.slope, q_eval)
 
     log_chi = jnp.log(chi)
     lambda_max = 0.5 * log_chi
@@ -462,8 +462,7 @@ def _mean_field_along(nonlinearity, sigma_w, sigma_b, drive_variance, warmup):
 
     def step(h2_prev, s2):  # carry E[h_{t-1}^2]; h_{-1} = 0
         q = sw2 * h2_prev + sb2 + s2
-        h2 = _expect(lambda u: cell.f(u) ** 2, q)
-        return h2, (q, sw2 * _expect(lambda u: cell.slope(u) ** 2, q))
+        return _mean_square(cell.f, q), (q, sw2 * _mean_square(cell.slope, q))
 
     _, (q, chi) = lax.scan(step, jnp.zeros((), drive_variance.dtype), drive_variance)
     counted = jnp.arange(drive_variance.shape[0]) >= warmup
