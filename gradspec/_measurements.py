@@ -99,6 +99,7 @@ def register(name: str, fn: Callable | None = None, *, params: Mapping | None = 
     Raises:
         ValueError: ``name`` taken (without ``overwrite``), a name in both ``params``
             and ``static``, or a ``params`` default that is not a bool, int or float.
+        TypeError, ValueError: ``chunk_size`` not an int >= 1.
 
     Examples:
         >>> import jax.numpy as jnp, gradspec.sweep as gs
@@ -129,10 +130,8 @@ def register(name: str, fn: Callable | None = None, *, params: Mapping | None = 
         if not isinstance(value, (bool, int, float)):
             raise ValueError(f"`params[{key!r}]` default must be a bool, int or float (a "
                              f"traced scalar); got {value!r}. Put it in `static` instead.")
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"`chunk_size` must be an int >= 1; got {chunk_size!r}.")
     m = Measurement(name, fn, params, static, batched, int(version), check, normalize,
-                    description, chunk_size)
+                    description, check_int("chunk_size", chunk_size, 1))
     _REGISTRY[name] = m
     return m
 

@@ -70,6 +70,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from . import _store
+from ._checks import check_int
 from ._measurements import (
     Measurement,
     as_measurement,
@@ -202,7 +203,6 @@ def _coerce(m: Measurement, name: str, value, where: str):
 
 class _Plan(NamedTuple):
     measurement: Measurement
-    axes: dict  # name -> list of values, grid order
     options: dict  # the user's options, JSON-normalised
     dtype: str  # float dtype name of traced floats
     configs: list  # full config per point, grid order
@@ -229,14 +229,14 @@ def _plan(measurement, grid, options) -> _Plan:
                         f"{sorted(m.static)} (static)."
                     )
     options = {k: _coerce(m, k, v, f"option `{k}`") for k, v in options.items()}
+    # Coerced once per axis value, not once per grid point.
+    axes = {n: [_coerce(m, n, v, f"grid axis `{n}` value") for v in values]
+            for n, values in axes.items()}
     dtype = jnp.zeros(()).dtype.name
     base = {**m.params, **m.static, **options}
-    names = list(axes)
     configs, hashes = [], []
-    for combo in itertools.product(*(axes[n] for n in names)):
-        config = dict(base)
-        for n, v in zip(names, combo):
-            config[n] = _coerce(m, n, v, f"grid axis `{n}` value")
+    for combo in itertools.product(*axes.values()):
+        config = {**base, **dict(zip(axes, combo))}
         if m.normalize is not None:
             config = _plain(m.normalize(config), "normalized config")
         if m.check is not None:
@@ -244,17 +244,27 @@ def _plan(measurement, grid, options) -> _Plan:
         configs.append(config)
         hashes.append(point_hash(_store.identity(m.name, m.version, dtype, config)))
     if len(set(hashes)) != len(hashes):
-        dupes = [n for n in names
-                 if len({canonical_json(_coerce(m, n, v, n)) for v in axes[n]}) < len(axes[n])]
-        raise ValueError(f"the grid has repeated points: axes {dupes or names} contain "
+        dupes = [n for n, values in axes.items()
+                 if len({canonical_json(v) for v in values}) < len(values)]
+        raise ValueError(f"the grid has repeated points: axes {dupes or list(axes)} contain "
                          "duplicate values (1 and 1.0 count as the same value).")
-    return _Plan(m, axes, options, dtype, configs, hashes)
+    return _Plan(m, options, dtype, configs, hashes)
 
 
 def point_key(seed: int, point_hash_hex: str) -> jax.Array:
     """The PRNG key a sweep gives the point with hash ``point_hash_hex`` (what the
     traced function computes): ``fold_in(key(seed), int(hash[:8], 16))``."""
-    return jax.random.fold_in(jax.random.key(seed), np.uint32(int(point_hash_hex[:8], 16)))
+    return _fold_key(seed, _hash_word(point_hash_hex))
+
+
+def _hash_word(point_hash_hex: str) -> np.uint32:
+    """The 32-bit word of a point's hash that its key folds in."""
+    return np.uint32(int(point_hash_hex[:8], 16))
+
+
+def _fold_key(seed, word) -> jax.Array:
+    """The documented key derivation; also traced (seed and word batched) in a sweep."""
+    return jax.random.fold_in(jax.random.key(seed), word)
 
 
 # -- execution ------------------------------------------------------------------------------
@@ -286,9 +296,7 @@ def _compiled(m: Measurement, static_json: str, traced: tuple, devices: list):
         fn = m.fn
 
         def one(values, seed, word):
-            # The documented key derivation (see point_key), inside the traced function.
-            point_key_ = jax.random.fold_in(jax.random.key(seed), word)
-            out = fn(dict(values), point_key_, **static)
+            out = fn(dict(values), _fold_key(seed, word), **static)  # see point_key
             if not isinstance(out, Mapping):
                 raise TypeError(f"measurement {m.name!r} must return a dict of arrays; "
                                 f"got {type(out).__name__}.")
@@ -315,9 +323,10 @@ def _run_chunk(m, plan, idx: list, length: int, traced: tuple, compiled, shardin
         for name in traced
     }
     seeds = np.asarray([c.get("seed", 0) for c in configs], np.int32)
-    words = np.asarray([int(plan.hashes[i][:8], 16) for i in padded], np.uint32)
+    words = np.asarray([_hash_word(plan.hashes[i]) for i in padded], np.uint32)
     out = compiled(*jax.device_put((values, seeds, words), sharding))
-    return {k: np.asarray(v)[: len(idx)] for k, v in out.items()}
+    # Copies (writable, like arrays read from a store), without the padding.
+    return {k: np.array(v)[: len(idx)] for k, v in out.items()}
 
 
 def _meta(devices, process_index, process_count, seconds) -> dict:
@@ -358,6 +367,11 @@ def _decode(raw: Mapping, arrays: Mapping | None) -> dict:
     out["npz"] = raw.get("npz")
     out["meta"] = raw.get("meta", {})
     return out
+
+
+def _read_arrays(root: Path, raw: Mapping) -> dict | None:
+    """A record's ``.npz`` arrays, or None when it has none."""
+    return _store.read_npz(root, raw) if raw.get("npz") else None
 
 
 class SweepResult(NamedTuple):
@@ -420,7 +434,9 @@ def sweep(
 
     Raises:
         ValueError: unknown axis/option names, bad values (the measurement's check),
-            duplicate grid points, a store made for another sweep, a corrupt record.
+            duplicate grid points, a store made for another sweep, a corrupt record;
+            ``chunk_size`` < 1 or ``process_index`` outside ``[0, process_count)``
+            (``TypeError`` if one of them is not an int).
         FileNotFoundError: a finished point's ``.npz`` is missing from the store.
         RuntimeError: another sweep is writing this process's shard of the store.
 
@@ -433,16 +449,13 @@ def sweep(
     start = time.perf_counter()
     plan = _plan(measurement, grid, options)
     m = plan.measurement
-    if chunk_size is not None and (isinstance(chunk_size, bool)
-                                   or not isinstance(chunk_size, int) or chunk_size < 1):
-        raise ValueError(f"`chunk_size` must be an int >= 1; got {chunk_size!r}.")
+    if chunk_size is not None:
+        chunk_size = check_int("chunk_size", chunk_size, 1)
     distributed = process_index is None and process_count is None
-    process_index = jax.process_index() if process_index is None else process_index
-    process_count = jax.process_count() if process_count is None else process_count
-    if not (isinstance(process_count, int) and process_count >= 1
-            and isinstance(process_index, int) and 0 <= process_index < process_count):
-        raise ValueError(f"`process_index` must be in [0, process_count); got "
-                         f"{process_index!r} of {process_count!r}.")
+    process_count = check_int("process_count", jax.process_count()
+                              if process_count is None else process_count, 1)
+    process_index = check_int("process_index", jax.process_index()
+                              if process_index is None else process_index, 0, process_count - 1)
     devices = _check_devices(devices) if m.batched else list(jax.local_devices())[:1]
     if chunk_size is None:
         chunk_size = m.chunk_size * len(devices)
@@ -471,7 +484,7 @@ def sweep(
             raise FileNotFoundError(_store.missing_npz_message(root, raw))
         skipped += 1
 
-    fresh: dict = {}  # hash -> user record, for store=None
+    fresh: dict = {}  # hash -> user record of each point computed here
     chunks = _chunks(m, plan, todo, len(devices), chunk_size)
     bar = _progress_bar(progress, len(todo), m.name)
     try:
@@ -479,7 +492,7 @@ def sweep(
             writer = _store.ShardWriter(root, process_index)
         evaluated = _evaluate(m, plan, chunks, devices)
         for n_chunk, (idx_chunk, results, seconds) in enumerate(evaluated, 1):
-            records, arrays_of = [], {}
+            lines = []
             meta = _meta(devices, process_index, process_count, seconds / len(idx_chunk))
             for j, i in enumerate(idx_chunk):
                 inline, dtypes, arrays = _store.encode_results(
@@ -493,12 +506,10 @@ def sweep(
                 if arrays and root is not None:
                     # The .npz is in place before the line that references it.
                     raw["npz"] = _store.write_npz(root, h, arrays)
-                records.append(raw)
-                arrays_of[h] = arrays
+                lines.append(raw)
+                fresh[h] = _decode(raw, arrays)
             if writer is not None:
-                writer.append(records)
-            else:
-                fresh.update({r["hash"]: _decode(r, arrays_of[r["hash"]]) for r in records})
+                writer.append(lines)
             if bar is not None:
                 bar.set_postfix_str(f"chunk {n_chunk}/{len(chunks)}", refresh=False)
                 bar.update(len(idx_chunk))
@@ -512,16 +523,14 @@ def sweep(
         from jax.experimental import multihost_utils
 
         multihost_utils.sync_global_devices(f"gradspec.sweep:{plan.hashes[0]}")
-    if root is not None:
+    if root is not None and process_count > 1:
+        # Every process's points: what the store holds now (after the barrier).
         final = _store.index_records(_store.read_records(root, warn=False), warn=False)
-        records = []
-        for h in plan.hashes:
-            if h in final:
-                raw = final[h]
-                arrays = _store.read_npz(root, raw) if raw.get("npz") else None
-                records.append(_decode(raw, arrays))
-    else:
-        records = [fresh[plan.hashes[i]] for i in owned if plan.hashes[i] in fresh]
+        records = [_decode(final[h], _read_arrays(root, final[h]))
+                   for h in plan.hashes if h in final]
+    else:  # this process's points: those computed here, the rest read at the start
+        records = [fresh[h] if h in fresh else _decode(done[h], _read_arrays(root, done[h]))
+                   for h in (plan.hashes[i] for i in owned)]
     computed = len(todo)
     return SweepResult(records, computed, skipped, time.perf_counter() - start,
                        None if root is None else str(root))
@@ -585,13 +594,9 @@ def load(store: str | Path, *, arrays: bool = True) -> list[dict]:
         FileNotFoundError: a record's ``.npz`` is missing.
     """
     root = Path(store)
-    manifest = _store.read_manifest(root) if root.is_dir() else None
-    if manifest is None:
-        raise ValueError(f"`store` {str(root)!r} is not a sweep store (no "
-                         f"{_store.MANIFEST}).")
+    manifest = _existing_manifest(root)
     raws = _store.index_records(_store.read_records(root, manifest=manifest))
-    return [_decode(r, _store.read_npz(root, r) if arrays and r.get("npz") else None)
-            for r in raws.values()]
+    return [_decode(r, _read_arrays(root, r) if arrays else None) for r in raws.values()]
 
 
 def repair(store: str | Path) -> dict:
@@ -599,9 +604,17 @@ def repair(store: str | Path) -> dict:
     ``.npz`` is missing, duplicates; remove stale temporary files. Returns the counts
     ``{"truncated", "corrupt", "missing_npz", "duplicate"}``. Not while a sweep writes."""
     root = Path(store)
-    if _store.read_manifest(root) is None:
-        raise ValueError(f"`store` {str(root)!r} is not a sweep store.")
+    _existing_manifest(root)
     return _repair(root)
+
+
+def _existing_manifest(root: Path) -> dict:
+    """The manifest of an existing store (``ValueError`` if ``root`` is none)."""
+    manifest = _store.read_manifest(root)
+    if manifest is None:
+        raise ValueError(f"`store` {str(root)!r} is not a sweep store (no "
+                         f"{_store.MANIFEST}).")
+    return manifest
 
 
 if __name__ == "__main__":

@@ -195,6 +195,7 @@ def test_gradient_profile_point_and_npz(tmp_path):
     r = res.records[1]
     assert r["npz"] == f"arrays/{r['hash']}.npz"  # 91 > 64 values: stored beside
     assert (tmp_path / "s" / r["npz"]).exists()
+    assert r["results"]["profile"].flags.writeable  # a copy, as load gives
     cell, params, xs, h0 = gs.random_rnn(1.3, 0.0, 0.0, gs.point_key(0, r["hash"]),
                                          N=10, T=110)
     h = gradspec.trajectory(cell, params, xs[:20], h0)[-1]
@@ -305,6 +306,10 @@ def test_bad_grids():
         gs.sweep("lyapunov", {"sigma_w": [1.0]}, options={"N": 0})
     with pytest.raises(ValueError, match="chunk_size"):
         gs.sweep("mean_field", {"sigma_w": [1.0]}, chunk_size=0)
+    with pytest.raises(ValueError, match="process_index"):
+        gs.sweep("mean_field", {"sigma_w": [1.0]}, process_index=2, process_count=2)
+    with pytest.raises(ValueError, match="process_count"):
+        gs.sweep("mean_field", {"sigma_w": [1.0]}, process_index=0, process_count=0)
 
 
 def _lines(path: Path) -> list[bytes]:
@@ -318,6 +323,27 @@ def test_rerun_skips_and_grid_can_grow(tmp_path):
     assert (first.computed, again.computed, again.skipped) == (2, 1, 2)
     assert len(gs.load(store)) == 3
     _assert_same_results(first.records, again.records[:2], rtol=0, atol=0)
+    # Returned records (computed here or skipped) are exactly what the store holds, and
+    # both agree with the theory called directly.
+    _assert_same_results(again.records, gs.load(store), rtol=0, atol=0)
+    for r in again.records:
+        direct = theory.mean_field("tanh", r["config"]["sigma_w"])
+        assert r["results"]["chi"] == pytest.approx(float(direct.chi), rel=1e-12)
+
+
+def test_split_over_independent_jobs(tmp_path):
+    store, grid = tmp_path / "s", {"sigma_w": [0.5, 1.0, 2.0]}
+    first = gs.sweep("mean_field", grid, store=store, process_index=0, process_count=2)
+    assert first.computed == 2  # points 0 and 2; no barrier: what the store holds now
+    assert [r["config"]["sigma_w"] for r in first.records] == [0.5, 2.0]
+    second = gs.sweep("mean_field", grid, store=store, process_index=1, process_count=2)
+    assert (second.computed, second.skipped) == (1, 0)
+    assert [r["config"]["sigma_w"] for r in second.records] == grid["sigma_w"]
+    assert [p.name for p in _store.shard_paths(store)] == ["records-p0.jsonl",
+                                                           "records-p1.jsonl"]
+    for r in second.records:
+        direct = theory.mean_field("tanh", r["config"]["sigma_w"])
+        assert r["results"]["chi"] == pytest.approx(float(direct.chi), rel=1e-12)
 
 
 def test_changed_options_or_measurement_refused(tmp_path):
@@ -457,6 +483,8 @@ def test_sharded_equals_unsharded(tmp_path):
     out = json.loads(_finish(_python(script, XLA_FLAGS=flags)))
     for name, runs in out.items():
         assert [r["devices"] for r in runs["all"]][:1] == [8]
+        assert {n: {r["devices"] for r in runs[n]} for n in runs} == \
+            {"one": {1}, "all": {8}, "three": {3}}
         assert len(runs["one"]) == 15
         _assert_same_results(runs["one"], runs["all"])
         _assert_same_results(runs["one"], runs["three"])
