@@ -24,6 +24,7 @@ run (:func:`measure_peaks`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import platform
@@ -216,11 +217,10 @@ def environment(device: jax.Device) -> dict:
     import jaxlib
 
     torch = torch_module()
-    same = [d for d in jax.devices(device.platform)]
-    env = {
+    return {
         "device_platform": device.platform,
         "device_kind": device.device_kind,
-        "device_count": len(same),
+        "device_count": len(jax.devices(device.platform)),
         "jax": jax.__version__,
         "jaxlib": jaxlib.__version__,
         "numpy": np.__version__,
@@ -233,7 +233,6 @@ def environment(device: jax.Device) -> dict:
         if hasattr(os, "getloadavg")
         else None,
     }
-    return env
 
 
 class Missing:
@@ -344,30 +343,19 @@ def time_calls(prepared: dict, cfg: Config, *, warmup: bool = True) -> dict:
         if p.host:
             r = min(r, cfg.host_repeats)
         rounds[name] = max(r, min(cfg.max_repeats, int(cfg.round_budget_s / w)))
-    if not warmup:
-        rounds = {name: r - 1 for name, r in rounds.items()}
-    times = {name: [] for name in prepared}
+    # without a warm-up the first run is the first timed round
+    times = {name: [] if warmup else [warm[name]] for name in prepared}
     names = list(prepared)
     for i in range(max(rounds.values(), default=0)):
-        order = (
-            names[i % len(names) :] + names[: i % len(names)]
-        )  # rotate: no fixed order bias
+        order = names[i % len(names) :] + names[: i % len(names)]  # no order bias
         for name in order:
             if len(times[name]) < rounds[name]:
                 times[name].append(_once(prepared[name])[0])
-    if not warmup:
-        return {
-            name: Timing(
-                prepared[name].compile_s,
-                None,
-                [warm[name]] + times[name],
-                outputs[name],
-            )
-            for name in prepared
-        }
     return {
-        name: Timing(prepared[name].compile_s, warm[name], times[name], outputs[name])
-        for name in prepared
+        name: Timing(
+            p.compile_s, warm[name] if warmup else None, times[name], outputs[name]
+        )
+        for name, p in prepared.items()
     }
 
 
@@ -543,7 +531,7 @@ def record(
 
 
 def skipped(
-    *, env, benchmark, method, library, case, reason, flop_formula=None
+    *, env, benchmark, method, case, reason, library=False, flop_formula=None
 ) -> dict:
     return record(
         env=env,
@@ -556,6 +544,19 @@ def skipped(
         flop_formula=flop_formula,
         accuracy=not_checked(reason),
     )
+
+
+def bind(env: dict, benchmark: str, case: dict):
+    """:func:`record` and :func:`skipped` with the fields every record of one case
+    shares (``env``, ``benchmark``, ``case``; each may still be overridden)."""
+    shared = {"env": env, "benchmark": benchmark, "case": case}
+    return functools.partial(record, **shared), functools.partial(skipped, **shared)
+
+
+def first_of(out, batch: int) -> np.ndarray:
+    """A method's output for the first sequence of a batch (what references cover)."""
+    out = np.asarray(out)
+    return out if batch == 1 else out[0]
 
 
 def guarded(run, *, env, benchmark, case, method="gradspec") -> list:
@@ -735,10 +736,8 @@ def torch_args(torch, prob: Problem, device):
     problem's dtype (on CUDA when JAX runs on a GPU), and the sync for their results."""
     dt = {"float32": torch.float32, "float64": torch.float64}[prob.dtype]
     tdev = "cuda" if device.platform == "gpu" and torch.cuda.is_available() else "cpu"
-    xs, h0 = prob.first()
-    p = prob.params
-    arrays = (p["W_hh"], p["W_xh"], p["b"], xs, h0, prob.readout)
-    args = [torch.tensor(np.asarray(a), dtype=dt, device=tdev) for a in arrays]
+    # float64 copies cast back to the dtype: exact (the values are the problem's)
+    args = [torch.tensor(a, dtype=dt, device=tdev) for a in prob.numpy64()]
 
     def sync(out):
         if tdev == "cuda":
@@ -765,12 +764,8 @@ def for_each_case(cfg: Config, env: dict, peaks: dict, device, grid: str, runs) 
             if reason:
                 out.append(
                     skipped(
-                        env=env,
-                        benchmark=bench,
-                        method="gradspec",
-                        library=True,
-                        case=case,
-                        reason=reason,
+                        env=env, benchmark=bench, method="gradspec", library=True,
+                        case=case, reason=reason,
                     )
                 )
                 continue

@@ -201,7 +201,7 @@ def extrapolate_lags(lags, best_times, T):
 
 def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
     N, T, B, dtype = prob.N, prob.T, prob.batch, prob.dtype
-    case = prob.case()
+    rec, skipped = R.bind(env, BENCH, prob.case())
     cell, params, xs, h0, r = prob.cell, prob.params, prob.xs, prob.h0, prob.readout
     ax = (None, 0, 0)
     prepared = {
@@ -214,7 +214,6 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
         prepared["plain_grad_params"] = R.jax_call(
             make_plain_grad_params(cell, r, B), params, xs, h0
         )
-    skipped = []
     lags = []
     if B == 1:
         prepared["grad_all_states"] = R.jax_call(
@@ -239,8 +238,6 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
             prepared["torch_autograd"] = R.host_call(
                 lambda *a: torch_profile(torch, *a), *targs, sync=tsync
             )
-        else:
-            skipped.append(("torch_autograd", torch.reason))
     timings = R.time_calls(prepared, cfg)
 
     # float64 reference (first sequence of the batch)
@@ -252,11 +249,12 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
     tol = tolerance(dtype, T)
     ref_name = "numpy float64 loop (log domain), first sequence"
 
-    def acc_full(out):
-        out = np.asarray(out)
-        out = out if B == 1 or out.ndim == 1 else out[0]
+    def acc_full(out):  # the baselines run at B = 1 only
         return R.accuracy(
-            R.max_abs_error(out, ref), tol, "max_k |log-norm error|", ref_name
+            R.max_abs_error(R.first_of(out, B), ref),
+            tol,
+            "max_k |log-norm error|",
+            ref_name,
         )
 
     recs = []
@@ -264,12 +262,9 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
     def add(name, timing, acc, **extra):
         formula, count = FLOPS[name]
         recs.append(
-            R.record(
-                env=env,
-                benchmark=BENCH,
+            rec(
                 method=name,
                 library=name == "gradspec",
-                case=case,
                 timing=timing,
                 flops=count(N, T, B),
                 flop_formula=formula,
@@ -280,17 +275,7 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
         )
 
     def skip(name, why):
-        recs.append(
-            R.skipped(
-                env=env,
-                benchmark=BENCH,
-                method=name,
-                library=False,
-                case=case,
-                reason=why,
-                flop_formula=FLOPS[name][0],
-            )
-        )
+        recs.append(skipped(method=name, reason=why, flop_formula=FLOPS[name][0]))
 
     for name in ("gradspec", "grad_all_states", "numpy_f64_loop", "torch_autograd"):
         if name in timings:
@@ -300,8 +285,7 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
             add(name, timings[name], acc, lags_covered=T + 1)
     if "plain_grad_h0" in timings:
         t = timings["plain_grad_h0"]
-        g = np.asarray(t.output)
-        g = g if B == 1 else g[0]
+        g = R.first_of(t.output, B)
         err = R.max_abs_error(log_norm(jnp.asarray(g, jnp.float64)), ref[T])
         acc = R.accuracy(err, tol, "|log||dL/dh_0|| error| (lag T)", ref_name)
         add("plain_grad_h0", t, acc, lags_covered=1)
@@ -348,8 +332,8 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
             note=f"timed lags {lags}, extrapolated to all T lags; compile "
             "time covers the timed lags only (one compilation per lag)",
         )
-    for name, why in skipped:
-        skip(name, why)
+    if B == 1 and not torch:
+        skip("torch_autograd", torch.reason)
     R.add_ratios(recs, "gradspec")
     return recs
 

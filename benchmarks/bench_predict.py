@@ -100,8 +100,15 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
 
     N, T, dtype = prob.N, prob.T, prob.dtype
     case = prob.case()
+    # no peaks: host-side calls, no fraction of peak is claimed
+    rec, skip = R.bind(env, BENCH, case)
+
+    def failed(method, err):
+        return R.failed(
+            env=env, benchmark=BENCH, method=method, library=True, case=case, err=err
+        )
+
     cell, params = prob.cell, prob.params
-    predict = None
     recs = []
     prepared, first = {}, {}
     try:
@@ -110,16 +117,7 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
         predict(cell, params, T)  # first call: tracing + compilation
         first["gradspec"] = time.perf_counter() - t0
     except Exception as err:  # noqa: BLE001 - recorded, the run goes on
-        recs.append(
-            R.failed(
-                env=env,
-                benchmark=BENCH,
-                method="gradspec",
-                library=True,
-                case=case,
-                err=err,
-            )
-        )
+        recs.append(failed("gradspec", err))
         predict = None
     W = params["W_hh"]
     W64 = np.asarray(W, np.float64)
@@ -173,33 +171,18 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
             lambda: sampled_torch(torch, targs[0], targs[2], gen), sync=tsync
         )
     else:
-        recs.append(
-            R.skipped(
-                env=env,
-                benchmark=BENCH,
-                method="torch_loop",
-                library=False,
-                case=case,
-                reason=torch.reason,
-            )
-        )
+        recs.append(skip(method="torch_loop", reason=torch.reason))
     t = R.time_calls(prepared, cfg)
+    for name, first_s in first.items():  # first call minus best run
+        if name in t:
+            t[name].compile_s = max(0.0, first_s - t[name].best)
 
     ref = None
     try:
         if predict is not None:
             ref = predict(cell, prob.astype("float64").params, T)
     except Exception as err:  # noqa: BLE001 - recorded, the run goes on
-        recs.append(
-            R.failed(
-                env=env,
-                benchmark=BENCH,
-                method="float64_reference",
-                library=True,
-                case=case,
-                err=err,
-            )
-        )
+        recs.append(failed("float64_reference", err))
     ref_name = "gradspec.predict on the float64 params"
 
     def stat_acc(mean, se, what):
@@ -238,20 +221,14 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
             )
         else:
             acc = R.not_checked("no float64 prediction")
-        timing = t["gradspec"]
-        timing.compile_s = max(0.0, first["gradspec"] - timing.best)
         recs.append(
-            R.record(
-                env=env,
-                benchmark=BENCH,
+            rec(
                 method="gradspec",
                 library=True,
-                case=case,
-                timing=timing,
+                timing=t["gradspec"],
                 flops=sum(c[1] for c in components.values())
                 + components["component:weight_spectrum"][1],
                 flop_formula="sum of the components (weight_spectrum twice)",
-                peaks=None,
                 accuracy=acc,
                 lambda_max=out.lyapunov,
                 regime=out.regime,
@@ -259,19 +236,13 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
             )
         )
     for name, (_, flops, formula) in components.items():
-        timing = t[name]
-        timing.compile_s = max(0.0, first[name] - timing.best)
         recs.append(
-            R.record(
-                env=env,
-                benchmark=BENCH,
+            rec(
                 method=name,
                 library=True,
-                case=case,
-                timing=timing,
+                timing=t[name],
                 flops=flops,
                 flop_formula=formula,
-                peaks=None,
                 accuracy=R.not_checked(
                     "component timing (its value is checked "
                     "through predict and the library tests)"
@@ -284,16 +255,12 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
         if name in t:
             mean, se = t[name].output
             recs.append(
-                R.record(
-                    env=env,
-                    benchmark=BENCH,
+                rec(
                     method=name,
                     library=False,
-                    case=case,
                     timing=t[name],
                     flops=SAMPLES * STEPS * 4 * N**2,
                     flop_formula="8 x 512 x 4 N^2",
-                    peaks=None,
                     accuracy=stat_acc(mean, se, name),
                     lambda_sampled=mean,
                 )

@@ -192,12 +192,13 @@ def lyap_accuracy(out, ref, dtype, reference, **extra):
     return acc
 
 
-def first_of(out, batch):
-    out = np.asarray(out)
-    return out if batch == 1 else out[0]
-
-
 # ------------------------------------------------------------------ cases
+PSV_SWEEP_FORMULA = "(28/3) N^3 T"
+LYAP_FORMULA = "T (2 N^2 (N + 2) + (8/3) N^3) ~ (14/3) N^3 T"
+#: the naive psv routes: the product (or full Jacobian) then one SVD
+PSV_NAIVE = ("2 N^3 T + (8/3) N^3", lambda N, T: 2 * N**3 * T + 8 * N**3 / 3)
+
+
 def _jax_ref(fn_maker, prob: R.Problem):
     """float64 reference on the first sequence (autodiff path)."""
     p64 = prob.astype("float64")
@@ -207,20 +208,20 @@ def _jax_ref(fn_maker, prob: R.Problem):
 
 def psv_case(cfg, env, peaks, device, prob: R.Problem, torch, *, baselines=True):
     N, T, B, dtype = prob.N, prob.T, prob.batch, prob.dtype
-    case = prob.case()
+    rec, skip = R.bind(env, BENCH_PSV, prob.case())
     c, p, xs, h0 = prob.cell, prob.params, prob.xs, prob.h0
     ax = (None, 0, 0)
     recs = []
     ref_name = "float64 product_singular_values, same max_sweeps, method='autodiff'"
+    naive = baselines and B == 1
 
     # Phase 1: one sweep (exact flop count) and the naive routes, interleaved.
     prepared = {
         "gradspec_1sweep": R.jax_call(R.batched(make_psv(c, 1), B, ax), p, xs, h0)
     }
-    host_T = min(T, cfg.loop_steps)
-    if baselines and B == 1:
+    if naive:
         prepared["jacrev_svd"] = R.jax_call(make_jacrev_svd(c), p, xs, h0)
-        if host_T == T:
+        if T <= cfg.loop_steps:
             prepared["numpy_f64_product_svd"] = R.host_call(
                 numpy_product_svd, *prob.numpy64()[:5]
             )
@@ -233,18 +234,15 @@ def psv_case(cfg, env, peaks, device, prob: R.Problem, torch, *, baselines=True)
     one_sweep = t1["gradspec_1sweep"].best
     ref1 = _jax_ref(lambda cell: make_psv(cell, 1, "autodiff"), prob)
     recs.append(
-        R.record(
-            env=env,
-            benchmark=BENCH_PSV,
+        rec(
             method="gradspec_1sweep",
             library=True,
-            case=case,
             timing=t1["gradspec_1sweep"],
             flops=sweep_flops(N, T) * B,
-            flop_formula="(28/3) N^3 T B (one forward + one backward sweep)",
+            flop_formula=PSV_SWEEP_FORMULA + " B (one forward + one backward sweep)",
             peaks=peaks,
             accuracy=psv_accuracy(
-                first_of(t1["gradspec_1sweep"].output, B),
+                R.first_of(t1["gradspec_1sweep"].output, B),
                 ref1,
                 dtype,
                 ref_name.replace("same max_sweeps", "max_sweeps=1"),
@@ -267,18 +265,15 @@ def psv_case(cfg, env, peaks, device, prob: R.Problem, torch, *, baselines=True)
         )
         sweeps = max(1.0, td.best / one_sweep)
         recs.append(
-            R.record(
-                env=env,
-                benchmark=BENCH_PSV,
+            rec(
                 method="gradspec",
                 library=True,
-                case=case,
                 timing=td,
                 flops=round(sweeps) * sweep_flops(N, T) * B,
                 flop_formula="s (28/3) N^3 T B, s = sweeps (estimated from time)",
                 peaks=peaks,
                 accuracy=psv_accuracy(
-                    first_of(td.output, B), ref_default, dtype, ref_name
+                    R.first_of(td.output, B), ref_default, dtype, ref_name
                 ),
                 sweeps_estimated=sweeps,
                 one_sweep_s=one_sweep,
@@ -290,68 +285,50 @@ def psv_case(cfg, env, peaks, device, prob: R.Problem, torch, *, baselines=True)
         )
     else:
         recs.append(
-            R.skipped(
-                env=env,
-                benchmark=BENCH_PSV,
+            skip(
                 method="gradspec",
                 library=True,
-                case=case,
                 reason=f"worst case {MAX_SWEEPS} sweeps x {one_sweep:.2f} s is over "
                 f"the --{cfg.mode} budget (or a batch outside --full); gradspec_1sweep "
                 "measured",
             )
         )
 
-    ref_any = ref_default if ref_default is not None else None
-    for name, formula, flops in (
-        ("jacrev_svd", "2 N^3 T + (8/3) N^3", 2 * N**3 * T + 8 * N**3 / 3),
-        ("numpy_f64_product_svd", "2 N^3 T + (8/3) N^3", 2 * N**3 * T + 8 * N**3 / 3),
-        ("torch_autograd_svd", "2 N^3 T + (8/3) N^3", 2 * N**3 * T + 8 * N**3 / 3),
-    ):
+    formula, count = PSV_NAIVE
+    for name in ("jacrev_svd", "numpy_f64_product_svd", "torch_autograd_svd"):
         if name not in t1:
             continue
         acc = (
-            psv_accuracy(t1[name].output, ref_any, dtype, ref_name)
-            if ref_any is not None
+            psv_accuracy(t1[name].output, ref_default, dtype, ref_name)
+            if ref_default is not None
             else R.not_checked("no converged float64 reference in this mode")
         )
         recs.append(
-            R.record(
-                env=env,
-                benchmark=BENCH_PSV,
+            rec(
                 method=name,
                 library=False,
-                case=case,
                 timing=t1[name],
-                flops=flops,
+                flops=count(N, T),
                 flop_formula=formula,
                 peaks=peaks,
                 accuracy=acc,
             )
         )
-    if baselines and B == 1 and not torch:
-        recs.append(
-            R.skipped(
-                env=env,
-                benchmark=BENCH_PSV,
-                method="torch_autograd_svd",
-                library=False,
-                case=case,
-                reason=torch.reason,
-            )
-        )
+    if naive and not torch:
+        recs.append(skip(method="torch_autograd_svd", reason=torch.reason))
     R.add_ratios(recs, "gradspec" if ref_default is not None else "gradspec_1sweep")
     return recs
 
 
 def lyap_case(cfg, env, peaks, device, prob: R.Problem, torch, *, baselines=True):
     N, T, B, dtype = prob.N, prob.T, prob.batch, prob.dtype
-    case = prob.case()
+    rec, skip = R.bind(env, BENCH_LYAP, prob.case())
     c, p, xs, h0 = prob.cell, prob.params, prob.xs, prob.h0
     prepared = {
         "gradspec": R.jax_call(R.batched(make_lyap(c), B, (None, 0, 0)), p, xs, h0)
     }
-    if baselines and B == 1 and T <= cfg.loop_steps:
+    loops = baselines and B == 1 and T <= cfg.loop_steps
+    if loops:
         np_args = prob.numpy64()[:5]
         prepared["numpy_f64_loop"] = R.host_call(numpy_benettin, *np_args, N)
         if torch:
@@ -363,35 +340,23 @@ def lyap_case(cfg, env, peaks, device, prob: R.Problem, torch, *, baselines=True
     ref = _jax_ref(lambda cell: make_lyap(cell, None, "autodiff"), prob)
     ref_name = "float64 lyapunov_spectrum, method='autodiff'"
     recs = []
-    if baselines and B == 1 and T <= cfg.loop_steps and not torch:
-        recs.append(
-            R.skipped(
-                env=env,
-                benchmark=BENCH_LYAP,
-                method="torch_loop",
-                library=False,
-                case=case,
-                reason=torch.reason,
-            )
-        )
+    if loops and not torch:
+        recs.append(skip(method="torch_loop", reason=torch.reason))
     for name, timing in t.items():
-        out = first_of(timing.output, B) if name == "gradspec" else timing.output
+        lib = name == "gradspec"
+        out = R.first_of(timing.output, B) if lib else timing.output
         extra = {}
-        if name == "gradspec" and "numpy_f64_loop" in t:
+        if lib and "numpy_f64_loop" in t:
             extra["cross_check_numpy_f64"] = R.max_abs_error(
                 out, t["numpy_f64_loop"].output
             )
         recs.append(
-            R.record(
-                env=env,
-                benchmark=BENCH_LYAP,
+            rec(
                 method=name,
-                library=name == "gradspec",
-                case=case,
+                library=lib,
                 timing=timing,
-                flops=lyap_flops(N, T, N) * (B if name == "gradspec" else 1),
-                flop_formula="T (2 N^2 (N + 2) + (8/3) N^3) ~ (14/3) N^3 T"
-                + (" B" if name == "gradspec" else ""),
+                flops=lyap_flops(N, T, N) * (B if lib else 1),
+                flop_formula=LYAP_FORMULA + (" B" if lib else ""),
                 peaks=peaks,
                 accuracy=lyap_accuracy(out, ref, dtype, ref_name, **extra),
             )
@@ -407,18 +372,18 @@ def topk_study(cfg, env, peaks, device) -> list:
     ks = sorted({N if k == "N" else min(int(k), N) for k in cfg.k_values})
     prepared = {f"k={k}": R.jax_call(make_lyap(c, k), p, xs, h0) for k in ks}
     t = R.time_calls(prepared, cfg)
+    best = {k: t[f"k={k}"].best for k in ks}
     recs = []
     for k in ks:
         timing = t[f"k={k}"]
         ref = _jax_ref(lambda cell, k=k: make_lyap(cell, k, "autodiff"), prob)
-        case = {**prob.case(), "k": k}
         recs.append(
             R.record(
                 env=env,
                 benchmark=BENCH_TOPK,
                 method=f"gradspec_k{k}",
                 library=True,
-                case=case,
+                case={**prob.case(), "k": k},
                 timing=timing,
                 flops=lyap_flops(N, T, k),
                 flop_formula="T (2 N^2 (k + 2) + 4 N k^2 - (4/3) k^3)",
@@ -432,13 +397,10 @@ def topk_study(cfg, env, peaks, device) -> list:
             )
         )
     # Scaling exponent of time in k, fitted where J Q dominates the fixed per-step cost.
-    big = [(k, t[f"k={k}"].best) for k in ks if k >= 4]
+    big = [k for k in ks if k >= 4]
     alpha = None
     if len(big) >= 2:
-        alpha = float(
-            np.polyfit(np.log([k for k, _ in big]), np.log([s for _, s in big]), 1)[0]
-        )
-    full, one = t[f"k={ks[-1]}"].best, t[f"k={ks[0]}"].best
+        alpha = float(np.polyfit(np.log(big), np.log([best[k] for k in big]), 1)[0])
     summary = {
         "benchmark": BENCH_TOPK,
         "method": "scaling",
@@ -451,9 +413,9 @@ def topk_study(cfg, env, peaks, device) -> list:
         "T": T,
         "batch": 1,
         "ks": ks,
-        "run_best_s": [t[f"k={k}"].best for k in ks],
+        "run_best_s": [best[k] for k in ks],
         "time_exponent_in_k": alpha,
-        "time_ratio_full_over_k1": full / one,
+        "time_ratio_full_over_k1": best[ks[-1]] / best[ks[0]],
         "flop_ratio_full_over_k1": lyap_flops(N, T, N) / lyap_flops(N, T, 1),
         "note": "t(k) ~ k^alpha fitted over k >= 4; O(T N^2 k) means alpha <= ~1 "
         "(an O(T N^3) method would be flat in k)",
@@ -472,12 +434,13 @@ def roofline(cfg, env, peaks, device) -> list:
         # The matmul peak again, in the same interleaved rounds: on a shared host the
         # load changes between the start of the run and here.
         n_peak = max(N, peaks["float32"]["best_n"])
-        a_n = jax.device_put(
-            jax.random.normal(jax.random.key(0), (N, N), jnp.float32), device
-        )
-        a_p = jax.device_put(
-            jax.random.normal(jax.random.key(0), (n_peak, n_peak), jnp.float32), device
-        )
+
+        def square(n):
+            return jax.device_put(
+                jax.random.normal(jax.random.key(0), (n, n), jnp.float32), device
+            )
+
+        a_n, a_p = square(N), square(n_peak)
         prepared = {
             "psv_1sweep": R.jax_call(make_psv(c, 1), p, xs, h0),
             "lyap_full": R.jax_call(make_lyap(c), p, xs, h0),
@@ -486,70 +449,69 @@ def roofline(cfg, env, peaks, device) -> list:
             "qr_N": R.jax_call(jnp.linalg.qr, a_n),
         }
         t = R.time_calls(prepared, cfg)
+        peak_same = max(
+            2 * N**3 / t["matmul_N"].best, 2 * n_peak**3 / t["matmul_peak"].best
+        )
         same = {
-            "matmul_same_rounds_flops_per_s": max(
-                2 * N**3 / t["matmul_N"].best, 2 * n_peak**3 / t["matmul_peak"].best
-            ),
+            "matmul_same_rounds_flops_per_s": peak_same,
             "matmul_same_rounds_n": [N, n_peak],
             # The platform's own N x N QR (geqrf + orgqr), timed alone: every step needs
-            # one after one N x N product, so T (t_qr + t_matmul) bounds a sweep from below
-            # whatever the code around them does.
+            # one after one N x N product, so T (t_qr + t_matmul) bounds a sweep from
+            # below whatever the code around them does.
             "qr_alone_s": t["qr_N"].best,
-            "qr_alone_frac_of_peak": qr_flops(N, N)
-            / t["qr_N"].best
-            / max(2 * N**3 / t["matmul_N"].best, 2 * n_peak**3 / t["matmul_peak"].best),
+            "qr_alone_frac_of_peak": qr_flops(N, N) / t["qr_N"].best / peak_same,
         }
         step_floor = t["qr_N"].best + t["matmul_N"].best
-        ref_psv = _jax_ref(lambda cell: make_psv(cell, 1, "autodiff"), prob)
-        ref_lyap = _jax_ref(lambda cell: make_lyap(cell, None, "autodiff"), prob)
         case = {**prob.case(), "roofline": True}
-        recs.append(
-            R.record(
-                env=env,
-                benchmark=BENCH_PSV,
-                method="gradspec_1sweep",
-                library=True,
-                case=case,
-                timing=t["psv_1sweep"],
-                flops=sweep_flops(N, T),
-                flop_formula="(28/3) N^3 T (one forward + one backward sweep)",
-                peaks=peaks,
-                accuracy=psv_accuracy(
-                    t["psv_1sweep"].output,
-                    ref_psv,
-                    "float32",
-                    "float64, max_sweeps=1, method='autodiff'",
-                ),
-                frac_of_peak_same_rounds=sweep_flops(N, T)
-                / t["psv_1sweep"].best
-                / same["matmul_same_rounds_flops_per_s"],
-                kernel_floor_over_time=2 * T * step_floor / t["psv_1sweep"].best,
-                **same,
+
+        def add(bench, method, timing, flops, formula, accuracy, steps):
+            recs.append(
+                R.record(
+                    env=env,
+                    benchmark=bench,
+                    method=method,
+                    library=True,
+                    case=case,
+                    timing=timing,
+                    flops=flops,
+                    flop_formula=formula,
+                    peaks=peaks,
+                    accuracy=accuracy,
+                    frac_of_peak_same_rounds=flops / timing.best / peak_same,
+                    kernel_floor_over_time=steps * step_floor / timing.best,
+                    **same,
+                )
             )
+
+        ref_psv = _jax_ref(lambda cell: make_psv(cell, 1, "autodiff"), prob)
+        add(
+            BENCH_PSV,
+            "gradspec_1sweep",
+            t["psv_1sweep"],
+            sweep_flops(N, T),
+            PSV_SWEEP_FORMULA + " (one forward + one backward sweep)",
+            psv_accuracy(
+                t["psv_1sweep"].output,
+                ref_psv,
+                "float32",
+                "float64, max_sweeps=1, method='autodiff'",
+            ),
+            2 * T,
         )
-        recs.append(
-            R.record(
-                env=env,
-                benchmark=BENCH_LYAP,
-                method="gradspec",
-                library=True,
-                case=case,
-                timing=t["lyap_full"],
-                flops=lyap_flops(N, T, N),
-                flop_formula="T (2 N^2 (N + 2) + (8/3) N^3) ~ (14/3) N^3 T",
-                peaks=peaks,
-                accuracy=lyap_accuracy(
-                    t["lyap_full"].output,
-                    ref_lyap,
-                    "float32",
-                    "float64 lyapunov_spectrum, method='autodiff'",
-                ),
-                frac_of_peak_same_rounds=lyap_flops(N, T, N)
-                / t["lyap_full"].best
-                / same["matmul_same_rounds_flops_per_s"],
-                kernel_floor_over_time=T * step_floor / t["lyap_full"].best,
-                **same,
-            )
+        ref_lyap = _jax_ref(lambda cell: make_lyap(cell, None, "autodiff"), prob)
+        add(
+            BENCH_LYAP,
+            "gradspec",
+            t["lyap_full"],
+            lyap_flops(N, T, N),
+            LYAP_FORMULA,
+            lyap_accuracy(
+                t["lyap_full"].output,
+                ref_lyap,
+                "float32",
+                "float64 lyapunov_spectrum, method='autodiff'",
+            ),
+            T,
         )
     return recs
 

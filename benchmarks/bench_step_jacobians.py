@@ -93,7 +93,7 @@ def rel_frob_error(J, ref):
 
 def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
     N, T, B, dtype = prob.N, prob.T, prob.batch, prob.dtype
-    case = prob.case()
+    rec, skip = R.bind(env, BENCH, prob.case())
     c, p, xs, h0 = prob.cell, prob.params, prob.xs, prob.h0
     itemsize = np.dtype(dtype).itemsize
     ax = (None, 0, 0)
@@ -143,9 +143,10 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
     for name, timing in t.items():
         ext = None
         out = timing.output
-        if name.startswith("gradspec"):
+        lib = name.startswith("gradspec")
+        if lib:
             checked = steps
-            J = np.asarray(out if B == 1 else out[0])[steps]
+            J = R.first_of(out, B)[steps]
         else:  # the host loops ran the first `prefix` steps
             checked = [s for s in steps if s < prefix]
             J = np.stack([R.to_numpy(out[s]) for s in checked])
@@ -169,16 +170,13 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
         seconds = ext["seconds"] if ext else timing.best
         b_out = (
             bytes_out
-            if name.startswith("gradspec")
+            if lib
             else T * N * N * (8 if name == "numpy_f64_loop" else itemsize)
         )
         recs.append(
-            R.record(
-                env=env,
-                benchmark=BENCH,
+            rec(
                 method=name,
-                library=name.startswith("gradspec"),
-                case=case,
+                library=lib,
                 timing=timing,
                 flops=flops,
                 flop_formula=formula,
@@ -191,16 +189,7 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
             )
         )
     if B == 1 and not torch:
-        recs.append(
-            R.skipped(
-                env=env,
-                benchmark=BENCH,
-                method="torch_autograd",
-                library=False,
-                case=case,
-                reason=torch.reason,
-            )
-        )
+        recs.append(skip(method="torch_autograd", reason=torch.reason))
     R.add_ratios(recs, "gradspec")
     return recs
 

@@ -168,7 +168,7 @@ def _write(out, mode, cfg, env, peaks, records, t_start, *, complete) -> tuple[d
         "schema_version": R.SCHEMA_VERSION,
         "mode": mode,
         "complete": complete,
-        "config": {k: v for k, v in vars(cfg).items()},
+        "config": dict(vars(cfg)),
         "env": env,
         "peaks": peaks,
         "records": records,
@@ -184,7 +184,6 @@ def _write(out, mode, cfg, env, peaks, records, t_start, *, complete) -> tuple[d
             f.write(text)
         os.replace(path + ".tmp", path)
     return result, md
-    return result
 
 
 if __name__ == "__main__":

@@ -318,3 +318,42 @@ def test_precision_check_runs_and_cpu_precisions_agree(tmp_path):
     assert set(errors) == {"gradient_profile", "lyapunov_top8"}
     for by_precision in errors.values():
         assert by_precision["highest"] == by_precision["tensorfloat32"] < 1e-4
+
+
+def test_time_calls_rounds_and_warmup():
+    import dataclasses
+
+    from benchmarks import _runner as R
+
+    # round_budget_s = 0: no extra rounds for cheap methods, only the base count
+    cfg = dataclasses.replace(
+        R.make_config("tiny", "cpu"), repeats=3, round_budget_s=0.0, host_repeats=2
+    )
+    calls = {"a": 0, "b": 0}
+
+    def counter(name):
+        def call():
+            calls[name] += 1
+            return calls[name]
+
+        return call
+
+    prepared = {
+        "a": R.Prepared(counter("a"), 0.5, sync=lambda out: out),
+        "b": R.Prepared(counter("b"), None, sync=lambda out: out, host=True),
+    }
+    t = R.time_calls(prepared, cfg)
+    # one warm-up each (its output kept, excluded from the rounds), then the rounds;
+    # host baselines are capped at host_repeats
+    assert calls == {"a": 4, "b": 3}
+    assert [len(t["a"].times_s), len(t["b"].times_s)] == [3, 2]
+    assert t["a"].output == 1 and t["a"].compile_s == 0.5 and t["a"].warmup_s > 0
+    assert t["a"].best == min(t["a"].times_s)
+
+    calls.update(a=0, b=0)
+    t = R.time_calls(prepared, cfg, warmup=False)
+    # the first run is the first timed round: the same number of rounds, one call less
+    assert calls == {"a": 3, "b": 2}
+    assert [len(t["a"].times_s), len(t["b"].times_s)] == [3, 2]
+    assert t["a"].warmup_s is None and t["b"].warmup_s is None
+    assert t["b"].compile_s is None
