@@ -518,7 +518,7 @@ def _draw_lyapunov_spectrum(data: dict):
 def _draw_phase_diagram(data: dict):
     from gradspec import plots
 
-    fig = plots.plot_phase_diagram(
+    return plots.plot_phase_diagram(
         data["sigma_w"],
         data["sigma_b"],
         data["lambda_max"],
@@ -532,7 +532,6 @@ def _draw_phase_diagram(data: dict):
             "lambda_max": data["measured_lambda_max"],
         },
     )
-    return fig
 
 
 def _draw_training_curves(data: dict):

@@ -164,18 +164,9 @@ def figsize(width: str | float = "one", aspect: float = 0.75) -> tuple[float, fl
         (6.75, 2.7)
     """
     widths = {"one": ONE_COLUMN, "two": TWO_COLUMN}
-    if isinstance(width, str):
-        if width not in widths:
-            raise ValueError(
-                f"`width` must be 'one', 'two' or inches > 0; got {width!r}."
-            )
-        w = widths[width]
-    else:
-        w = float(width)
-        if not w > 0:
-            raise ValueError(
-                f"`width` must be 'one', 'two' or inches > 0; got {width!r}."
-            )
+    w = widths.get(width) if isinstance(width, str) else float(width)
+    if w is None or not w > 0:
+        raise ValueError(f"`width` must be 'one', 'two' or inches > 0; got {width!r}.")
     if not float(aspect) > 0:
         raise ValueError(f"`aspect` must be > 0; got {aspect!r}.")
     return (w, round(w * float(aspect), 4))
@@ -198,10 +189,7 @@ def context(rc: Mapping[str, object] | None = None) -> Iterator[None]:
         >>> inside
         (10.0, 42)
     """
-    settings = dict(RC)
-    if rc:
-        settings.update(rc)
-    with mpl.rc_context(settings):
+    with mpl.rc_context({**RC, **(rc or {})}):
         yield
 
 

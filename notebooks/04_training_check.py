@@ -138,4 +138,4 @@ if runs:
 if rows:
     counts = gp.agreement_counts(rows)
     print(counts)
-    gp.plot_agreement(rows)
+    gp.plot_agreement(counts)  # the counts above, not recounted

@@ -79,7 +79,7 @@ def test_style_context_applies_and_restores():
     ) == before
 
 
-def test_plot_functions_leave_rcparams_alone(getkey):
+def test_plot_functions_leave_rcparams_alone():
     before = dict(matplotlib.rcParams)
     gp.plot_eigenvalues(np.array([0.5 + 0.5j, -0.2]), gain=1.0)
     assert dict(matplotlib.rcParams) == before
@@ -91,6 +91,8 @@ def test_figsize_and_palette():
     assert gs_style.figsize(2.0, 1.0) == (2.0, 2.0)
     with pytest.raises(ValueError, match="width"):
         gs_style.figsize("three")
+    with pytest.raises(ValueError, match="width"):
+        gs_style.figsize(0.0)
     with pytest.raises(ValueError, match="aspect"):
         gs_style.figsize("one", 0.0)
     # Okabe–Ito: eight distinct colours; the regime and outcome colours come from it.
@@ -418,6 +420,10 @@ def test_agreement_matrix(getkey):
     ):
         regime = theory.mean_field("tanh", gain, sigma_x=0.5).regime
         rows.append({"predicted_regime": str(regime), "observed_outcome": outcome})
+    # The regimes the hand-made counts below rest on (lambda_max values in the comment).
+    assert [r["predicted_regime"] for r in rows] == 3 * ["vanishing"] + 2 * [
+        "exploding"
+    ]
     counts = gp.agreement_counts(rows)
     expected = np.zeros((3, 3), int)
     for r in rows:
@@ -496,6 +502,16 @@ def test_figures_generate_caches_and_redraws(tmp_path, small_figures):
     assert out["singular_values"] == [png] and png.exists()
     assert (tmp_path / "cache" / "singular_values.npz").exists()
     assert logs[-1].startswith("[computed] singular_values")
+    # The cache holds the singular values of the quick settings' matrix (N = 40,
+    # gain 1, seed 0), checked against NumPy's SVD of the same draw.
+    W = np.asarray(gradspec.init.gaussian(1.0)(jr.key(0), (40, 40)))
+    with np.load(tmp_path / "cache" / "singular_values.npz") as npz:
+        np.testing.assert_allclose(
+            np.sort(npz["singular_values"]),
+            np.sort(np.linalg.svd(W, compute_uv=False)),
+            rtol=1e-5,
+            atol=1e-6,  # float32: small singular values are accurate to ~1e-7 * ||W||
+        )
     generate()
     assert logs[-1].startswith("[cache] singular_values")
     generate(force=True)
