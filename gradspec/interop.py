@@ -59,7 +59,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import check_int, check_params
+from ._checks import check_floating, check_int, check_params
 from .cells import GRU, LSTM, NONLINEARITIES, RNN, Cell, as_cell
 
 Kind = Literal["rnn", "lstm", "gru"]
@@ -95,10 +95,7 @@ def _check_dtype(dtype):
         dtype = jnp.dtype(dtype)
     except TypeError as err:
         raise TypeError(f"`dtype` must be a floating dtype; got {dtype!r}.") from err
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(
-            f"`dtype` must be a floating dtype (float32/float64); got {dtype}."
-        )
+    check_floating("dtype", dtype)
     if jax.dtypes.canonicalize_dtype(dtype) != dtype:
         raise ValueError(
             f"`dtype` {dtype} needs `jax.config.update('jax_enable_x64', True)`; "
@@ -461,10 +458,9 @@ def to_torch(cell: Cell, params):
 # -- Flax ----------------------------------------------------------------------------
 def _unwrap_flax_params(params: Mapping) -> Mapping:
     """Drop the {'params': ...} level and single-child wrappers (nn.RNN's 'cell')."""
-    known = {frozenset(a + b) for a, b in _FLAX_LAYOUTS.values()}
     while (
         isinstance(params, Mapping)
-        and frozenset(params) not in known
+        and _flax_kind_of_keys(params) is None
         and len(params) == 1
         and isinstance(next(iter(params.values())), Mapping)
     ):

@@ -26,7 +26,8 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from ._checks import check_choice, check_int
+from ._checks import check_choice, check_floating, check_int
+from .cells import _default_dtype
 
 LossKind = Literal["mse", "xent"]
 
@@ -75,11 +76,8 @@ class TaskSpec(NamedTuple):
 
 def _dtype(dtype) -> jnp.dtype:
     # Dtype follows the user: float32 by default, float64 when x64 is on (as the cells).
-    dtype = jnp.dtype(dtype) if dtype is not None else jnp.zeros(()).dtype
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(
-            f"`dtype` must be a floating dtype (float32/float64); got {dtype}."
-        )
+    dtype = _default_dtype(dtype)
+    check_floating("dtype", dtype)
     return dtype
 
 
@@ -264,6 +262,7 @@ def _copy(key, batch, T, alphabet, length, dtype):
 #: The built-in tasks by name, with their keyword options and defaults.
 TASKS = {"adding": {}, "copy": {"alphabet": 8, "length": 10}}
 _GENERATORS = {"adding": adding, "copy": copy}
+_SPECS = {"adding": _adding_spec, "copy": _copy_spec}
 
 
 def _check_options(name: str, options: dict) -> dict:
@@ -296,8 +295,8 @@ def describe(name: str, T: int, **options) -> TaskSpec:
         >>> tasks.describe("copy", 100).length  # T + 2 * 10
         120
     """
-    options = _check_options(name, options)
-    return _adding_spec(T) if name == "adding" else _copy_spec(T, **options)
+    options = _check_options(name, options)  # checks `name` before the lookup
+    return _SPECS[name](T, **options)
 
 
 def generate(name: str, key, batch: int, T: int, *, dtype=None, **options) -> Task:

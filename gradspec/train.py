@@ -38,6 +38,7 @@ from . import init as _init
 from . import tasks as _tasks
 from . import _store
 from ._checks import check_int
+from .cells import _default_dtype
 from ._train_config import (
     _MAX_SEED,
     CELLS as CELLS,
@@ -73,21 +74,27 @@ def _optax_promotion():
     return jax.numpy_dtype_promotion("standard")
 
 
+def _critical_factory():
+    """``gradspec.init.critical``, looked up lazily (the theory-derived initializer)."""
+    critical = getattr(_init, "critical", None)
+    if critical is None:
+        raise NotImplementedError(
+            "`init`='critical' needs gradspec.init.critical, which this version of "
+            "gradspec.init does not define yet."
+        )
+    return critical
+
+
 def _recurrent_init(config: TrainConfig):
     if config.init == "default":
         return None
     if config.init == "critical":
-        # Looked up lazily: the theory-derived initializer lives in gradspec.init.
-        critical = getattr(_init, "critical", None)
-        if critical is None:
-            raise NotImplementedError(
-                "`init`='critical' needs gradspec.init.critical, which this version of "
-                "gradspec.init does not define yet."
-            )
         # It solves chi = 1 numerically; evaluate that now even when called under a
         # trace (init inside jit/vmap), since the gain is a Python float.
         with jax.ensure_compile_time_eval():
-            return critical(config.nonlinearity, sigma_b=0.0, sigma_x=_sigma_x(config))
+            return _critical_factory()(
+                config.nonlinearity, sigma_b=0.0, sigma_x=_sigma_x(config)
+            )
     return getattr(_init, config.init)(config.gain)
 
 
@@ -111,13 +118,14 @@ def _resolve(config: TrainConfig) -> tuple[TrainConfig, TrainConfig]:
     step). Seed, steps and the outcome threshold matter to neither."""
     if not isinstance(config, TrainConfig):
         raise TypeError(f"`config` must be a TrainConfig; got {type(config).__name__}.")
-    dtype = config.dtype or jnp.zeros(()).dtype.name
+    dtype = _default_dtype(config.dtype).name
     if dtype == "float64" and not jax.config.jax_enable_x64:
         raise ValueError(
             "`dtype`='float64' needs `jax.config.update('jax_enable_x64', True)`; "
             "it is off."
         )
-    _recurrent_init(config)  # surfaces a missing initializer before tracing
+    if config.init == "critical":
+        _critical_factory()  # surfaces a missing initializer before tracing
     common = dataclasses.replace(config, seed=0, steps=1, solved_below=0.1, dtype=dtype)
     for_init = dataclasses.replace(common, batch=1, tbptt=0, lags=(0,))
     for_step = dataclasses.replace(common, init="default", gain=1.0)
@@ -232,7 +240,9 @@ def _train_step(config: TrainConfig, optimizer, carry, step):
 
     loss, (grads, g_eps) = jax.value_and_grad(objective, argnums=(0, 1))(params, eps)
     # g_eps[b, t] = dL/dh_t of example b = (1/B) d l_b / d h_t, with mean_b l_b = L.
-    log_g = jnp.mean(_log_norm(g_eps, -1), axis=0) + math.log(B)  # (L + 1,), index t
+    # Only the recorded states: h_0, then h_{L-k} for k in lags.
+    t = np.concatenate([[0], L - np.asarray(config.lags)])
+    log_g = jnp.mean(_log_norm(g_eps[:, t], -1), axis=0) + math.log(B)
     with _optax_promotion():
         updates, new_opt_state = optimizer.update(grads, opt_state, params)
     new_params = optax.apply_updates(params, updates)
@@ -245,12 +255,11 @@ def _train_step(config: TrainConfig, optimizer, carry, step):
     params = jax.tree_util.tree_map(keep, new_params, params)
     opt_state = jax.tree_util.tree_map(keep, new_opt_state, opt_state)
     nan = jnp.asarray(jnp.nan, dtype)
-    lag_index = L - np.asarray(config.lags)
     record = {
         "loss": jnp.where(alive, loss, nan),
         "grad_norm": jnp.where(alive, _global_norm(grads), nan),
         "log_grad_h0": jnp.where(alive, log_g[0], nan),
-        "log_grad_lags": jnp.where(alive, log_g[lag_index], nan),
+        "log_grad_lags": jnp.where(alive, log_g[1:], nan),
         "finite": ok,
     }
     return (params, opt_state, ok, k_data), record
@@ -485,17 +494,12 @@ def train(
 
     baseline = config.spec.baseline
     loss, finite = np.asarray(record["loss"]), np.asarray(record["finite"])
-    if vmapped:
-        summary = [
-            _outcome(run_loss, run_finite, baseline, config.solved_below)
-            for run_loss, run_finite in zip(loss, finite)
-        ]
-        final, diverged_at, outcome = zip(*summary)
-        outcome = tuple(outcome)
-    else:
-        final, diverged_at, outcome = _outcome(
-            loss, finite, baseline, config.solved_below
-        )
+    runs = zip(loss.reshape(-1, config.steps), finite.reshape(-1, config.steps))
+    final, diverged_at, outcome = zip(
+        *(_outcome(lo, fi, baseline, config.solved_below) for lo, fi in runs)
+    )
+    if not vmapped:  # one run: scalars, not a seed axis
+        final, diverged_at, outcome = final[0], diverged_at[0], outcome[0]
     return TrainResult(
         **record,
         final_loss=jnp.asarray(final, loss.dtype),
