@@ -6,7 +6,7 @@ compilation of its jitted parts), and it is not vmap-able: a batch of B networks
 B calls (batch > 1 is recorded as skipped with that reason).
 
 Its cost is independent of T except through ``transient_growth(max_power=K)``,
-K = min(T, ``gradspec.predict.TRANSIENT_POWERS``), run only when ||W_hh||_2 > 1.
+K = min(T, ``gradspec.verdicts.TRANSIENT_POWERS``), run only when ||W_hh||_2 > 1.
 Components are timed in the same rounds, to show where the time goes
 (``share_of_predict``; FLOP estimates per call below; no fraction of peak is claimed
 for this host-side mix):

@@ -38,7 +38,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gradspec.train import TrainConfig, _init_carry, _resolve, _run_chunk
+from gradspec.training import TrainConfig
+from gradspec.training.loop import _init_carry, _resolve, _run_chunk
 
 HIDDEN, T, BATCH, SEEDS = 128, 100, 128, 16
 TIMEOUT_S = 300  # per PyTorch worker process

@@ -1,4 +1,18 @@
-"""gradspec: will the gradients of this recurrent network vanish or explode, how fast, and why."""
+"""gradspec: will the gradients of this recurrent network vanish or explode, how fast, and why.
+
+The package is layered; each layer imports only the ones above it in this list:
+
+- ``_checks``, ``_precision``, ``_json``, ``_nonlinearities``: input checks, matmul
+  precision, plain-data JSON, the elementwise f and f'.
+- ``theory``: mean field, bounds and random-matrix laws (needs only f and f').
+- ``init``, ``cells``: what a network is.
+- ``measure``, ``interop``: exact measurements along a trajectory; other frameworks' cells.
+- ``verdicts``: ``predict`` and ``diagnose``.
+- ``training``: tasks, the compiled optax loop, ``verify``.
+- ``sweep``: grids, vmapped and sharded, with a resumable store.
+- ``plots``: figure families, the house style, the figure set.
+- ``cli``: the ``gradspec`` command.
+"""
 
 import os as _os
 
@@ -11,26 +25,29 @@ _os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 from . import cells as cells
 from . import init as init
 from . import interop as interop
+from . import measure as measure
 from . import sweep as sweep
-from . import tasks as tasks
 from . import theory as theory
-from .jacobians import default_readout as default_readout
-from .jacobians import gradient_profile as gradient_profile
-from .jacobians import profile_rate as profile_rate
-from .jacobians import step_jacobians as step_jacobians
-from .jacobians import trajectory as trajectory
-from .predict import Diagnosis as Diagnosis
-from .predict import Prediction as Prediction
-from .predict import diagnose as diagnose
-from .predict import predict as predict
-from .spectra import WeightSpectrum as WeightSpectrum
-from .spectra import lyapunov_spectrum as lyapunov_spectrum
-from .spectra import product_singular_values as product_singular_values
-from .spectra import weight_spectrum as weight_spectrum
-from .train import TrainConfig as TrainConfig
-from .train import TrainResult as TrainResult
-from .train import train as train
-from .verify import verify as verify
+from . import training as training
+from . import verdicts as verdicts
+from .measure import WeightSpectrum as WeightSpectrum
+from .measure import default_readout as default_readout
+from .measure import gradient_profile as gradient_profile
+from .measure import lyapunov_spectrum as lyapunov_spectrum
+from .measure import product_singular_values as product_singular_values
+from .measure import profile_rate as profile_rate
+from .measure import step_jacobians as step_jacobians
+from .measure import trajectory as trajectory
+from .measure import weight_spectrum as weight_spectrum
+from .training import TrainConfig as TrainConfig
+from .training import TrainResult as TrainResult
+from .training import tasks as tasks
+from .training import train as train
+from .training import verify as verify
+from .verdicts import Diagnosis as Diagnosis
+from .verdicts import Prediction as Prediction
+from .verdicts import diagnose as diagnose
+from .verdicts import predict as predict
 
 __version__ = "0.1.0"
 
@@ -38,9 +55,12 @@ __all__ = [
     "cells",
     "init",
     "interop",
+    "measure",
     "sweep",
     "tasks",
     "theory",
+    "training",
+    "verdicts",
     "default_readout",
     "gradient_profile",
     "profile_rate",

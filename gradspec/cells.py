@@ -24,41 +24,12 @@ import jax.random as jr
 import numpy as np
 
 from . import init as _init
+from ._checks import check_finite, check_floating, check_state_vector
+from ._nonlinearities import NONLINEARITIES, activation, check_nonlinearity, slope
 
 Params = Mapping[str, jax.Array]
 
 __all__ = ["Cell", "RNN", "LSTM", "GRU", "StepCell", "as_cell", "NONLINEARITIES"]
-
-
-def _linear(a):
-    return a
-
-
-#: Built-in elementwise nonlinearities and their derivative's supremum gamma = sup|f'|
-#: (Pascanu et al. 2013 use gamma in the vanishing bound).
-NONLINEARITIES: dict[str, tuple[Callable, float]] = {
-    "tanh": (jnp.tanh, 1.0),
-    "sigmoid": (jax.nn.sigmoid, 0.25),
-    "relu": (jax.nn.relu, 1.0),
-    "linear": (_linear, 1.0),
-}
-
-
-def _tanh_slope(a):
-    # sech^2 a = 4 e^{-2|a|} / (1 + e^{-2|a|})^2: 1 - tanh(a)^2 cancels to 0 in float32
-    # for |a| > 9 and loses all digits from |a| ~ 4, which corrupts the most
-    # contracting Lyapunov exponents.
-    e = jnp.exp(-2 * jnp.abs(a))
-    return 4 * e / (1 + e) ** 2
-
-
-def _sigmoid_slope(a):
-    # sigma(a) sigma(-a): sigma(a) (1 - sigma(a)) cancels for large positive a.
-    return jax.nn.sigmoid(a) * jax.nn.sigmoid(-a)
-
-
-#: Derivatives written to keep full relative precision where autodiff's would cancel.
-_STABLE_SLOPES = {"tanh": _tanh_slope, "sigmoid": _sigmoid_slope}
 
 
 class Cell:
@@ -185,22 +156,11 @@ class RNN(Cell):
     nonlinearity: Union[str, Callable] = "tanh"
 
     def __post_init__(self):
-        nl = self.nonlinearity
-        if isinstance(nl, str) and nl not in NONLINEARITIES:
-            raise ValueError(
-                f"`nonlinearity` must be one of {sorted(NONLINEARITIES)} or a callable; "
-                f"got {nl!r}."
-            )
-        if not isinstance(nl, str) and not callable(nl):
-            raise TypeError(
-                f"`nonlinearity` must be a name in {sorted(NONLINEARITIES)} or an elementwise "
-                f"callable; got {type(nl).__name__}."
-            )
+        check_nonlinearity(self.nonlinearity)
 
     @property
     def f(self) -> Callable:
-        nl = self.nonlinearity
-        return NONLINEARITIES[nl][0] if isinstance(nl, str) else nl
+        return activation(self.nonlinearity)
 
     @property
     def name(self) -> str:
@@ -214,12 +174,8 @@ class RNN(Cell):
         return self.f(self.preactivation(params, state, x))
 
     def slope(self, a: jax.Array) -> jax.Array:
-        """f'(a) elementwise: a cancellation-free formula for tanh and sigmoid, one
-        forward-mode pass (exact for any elementwise f) otherwise."""
-        stable = _STABLE_SLOPES.get(self.nonlinearity) if isinstance(self.nonlinearity, str) else None
-        if stable is not None:
-            return stable(a)
-        return jax.jvp(self.f, (a,), (jnp.ones_like(a),))[1]
+        """f'(a) elementwise (cancellation-free for tanh and sigmoid)."""
+        return slope(self.nonlinearity, a)
 
     # Closed forms: J = diag(f'(a)) W_hh.
     def jacobian(self, params, state, x):
@@ -404,3 +360,49 @@ def as_cell(cell: Any) -> Cell:
             "`gradspec.cells.StepCell(step_fn, size=S)`."
         )
     raise TypeError(f"`cell` must be a gradspec Cell (RNN, LSTM, GRU, StepCell); got {cell!r}.")
+
+
+# -- input checks shared by every function that takes (cell, params, xs, h0) -----------
+
+
+def check_params(cell: Cell, params) -> jnp.dtype:
+    """Validate ``params`` for ``cell``; return the dtype every computation follows."""
+    cell.check_params(params)
+    flat = jax.tree_util.tree_flatten_with_path(params)[0]
+    for path, leaf in flat:
+        name = "params" + jax.tree_util.keystr(path)
+        check_floating(name, leaf)
+        check_finite(name, leaf)
+    return jnp.result_type(*(leaf for _, leaf in flat)) if flat else jnp.zeros(()).dtype
+
+
+def check_trajectory_inputs(cell, params, xs, h0):
+    """Common checks of ``(cell, params, xs, h0)``.
+
+    Returns ``(cell, xs, h0)`` with xs and h0 as arrays of the params' dtype (the dtype
+    follows the user's params) and ``h0`` defaulting to zeros.
+    """
+    cell = as_cell(cell)
+    dtype = check_params(cell, params)
+    if isinstance(cell, StepCell):  # no weight layout to read the dtype from
+        dtype = jnp.result_type(dtype, xs)
+    xs = xs if isinstance(xs, jax.Array) else np.asarray(xs)
+    check_floating("xs", xs)
+    if np.ndim(xs) != 2:
+        raise ValueError(
+            f"`xs` must have shape (T, D) (one sequence; use jax.vmap for a batch); "
+            f"got shape {np.shape(xs)}."
+        )
+    steps, inputs = np.shape(xs)
+    if steps == 0:
+        raise ValueError("`xs` must have at least one time step (T >= 1); got T = 0.")
+    expected_inputs = cell.input_size(params)
+    if expected_inputs is not None and inputs != expected_inputs:
+        raise ValueError(
+            f"`xs` must have shape (T, {expected_inputs}) to match the input weights; "
+            f"got {np.shape(xs)}."
+        )
+    check_finite("xs", xs)
+    size = cell.state_size(cell.hidden_size(params))
+    h0 = jnp.zeros((size,), dtype) if h0 is None else check_state_vector("h0", h0, size, dtype)
+    return cell, jnp.asarray(xs, dtype), h0

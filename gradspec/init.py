@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import jax.random as jr
 
+from .theory import critical_gain
+
 Initializer = Callable[[jax.Array, tuple, jnp.dtype], jax.Array]
 
 __all__ = [
@@ -143,8 +145,6 @@ def critical(
         >>> W.shape
         (4, 4)
     """
-    from .theory import critical_gain  # theory imports cells, which import this module
-
     gain = float(critical_gain(nonlinearity, sigma_b=sigma_b, sigma_x=sigma_x))
     if not math.isfinite(gain):
         raise ValueError(

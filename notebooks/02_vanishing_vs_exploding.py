@@ -43,7 +43,7 @@ import optax
 import gradspec
 import gradspec.plots as gp
 from gradspec import cells, init, theory
-from gradspec.predict import classify  # the regime vocabulary: threshold 1/T here
+from gradspec.verdicts import classify  # the regime vocabulary: threshold 1/T here
 
 SMALL = os.environ.get("GRADSPEC_NOTEBOOK_SMALL") == "1"
 N = 32 if SMALL else 256  # hidden units

@@ -28,15 +28,13 @@
 # exploding gradient need not diverge).
 
 # %%
-import importlib.util
 import os
 
 import gradspec
 import gradspec.plots as gp
+from gradspec.training import TrainConfig, init_params, task_batch, train
 
 SMALL = os.environ.get("GRADSPEC_NOTEBOOK_SMALL") == "1"
-HAVE_TRAIN = importlib.util.find_spec("gradspec.train") is not None
-print("gradspec.train available:", HAVE_TRAIN)
 
 # %% [markdown]
 # ## The runs
@@ -88,37 +86,32 @@ if not SMALL:
 
 # %%
 rows, runs = [], []
-if HAVE_TRAIN:
-    from gradspec.train import TrainConfig, init_params, task_batch, train
-
-    for label, fields in RUNS:
-        config = TrainConfig(**{**COMMON, **fields})
-        params = init_params(config)["cell"]
-        inputs = task_batch(config).inputs
-        prediction = gradspec.predict(
-            config.make_cell(), params, config.spec.length, inputs=inputs
-        )
-        result = train(config, progress=False)
-        rows.append(
-            {
-                "label": label,
-                "predicted_regime": prediction.regime,
-                "lambda_max": prediction.lyapunov,
-                "observed_outcome": result.outcome,
-                "final_loss_ratio": float(result.final_loss) / result.baseline,
-            }
-        )
-        runs += gp.runs_from_train(result, label)
-    print(
-        f"{'run':<34} {'lambda_max':>10}  {'predicted':<10} {'outcome':<9} loss/baseline"
+for label, fields in RUNS:
+    config = TrainConfig(**{**COMMON, **fields})
+    params = init_params(config)["cell"]
+    inputs = task_batch(config).inputs
+    prediction = gradspec.predict(
+        config.make_cell(), params, config.spec.length, inputs=inputs
     )
-    for r in rows:
-        print(
-            f"{r['label']:<34} {r['lambda_max']:>+10.4f}  {r['predicted_regime']:<10} "
-            f"{r['observed_outcome']:<9} {r['final_loss_ratio']:.3g}"
-        )
-else:
-    print("gradspec.train is not installed in this version: nothing to train.")
+    result = train(config, progress=False)
+    rows.append(
+        {
+            "label": label,
+            "predicted_regime": prediction.regime,
+            "lambda_max": prediction.lyapunov,
+            "observed_outcome": result.outcome,
+            "final_loss_ratio": float(result.final_loss) / result.baseline,
+        }
+    )
+    runs += gp.runs_from_train(result, label)
+print(
+    f"{'run':<34} {'lambda_max':>10}  {'predicted':<10} {'outcome':<9} loss/baseline"
+)
+for r in rows:
+    print(
+        f"{r['label']:<34} {r['lambda_max']:>+10.4f}  {r['predicted_regime']:<10} "
+        f"{r['observed_outcome']:<9} {r['final_loss_ratio']:.3g}"
+    )
 
 # %% [markdown]
 # ## Training curves, coloured by outcome

@@ -363,7 +363,7 @@ def test_phase_diagram_critical_line_and_measured_points(getkey):
 
 
 def test_training_curves_from_train():
-    gs_train = pytest.importorskip("gradspec.train")
+    gs_train = gradspec.training
     config = gs_train.TrainConfig(
         task="adding",
         T=5,

@@ -10,7 +10,7 @@ import pytest
 
 import gradspec
 from gradspec import cells, cli
-from gradspec.predict import Diagnosis, Prediction, classify
+from gradspec.verdicts import Diagnosis, Prediction, classify
 
 
 def _rnn(nonlinearity, init, n, key, dtype=jnp.float64):

@@ -126,7 +126,7 @@ def test_lyapunov_top_k_start_frame_and_warmup(getkey):
 
 
 def test_one_column_qr_is_normalisation_even_for_zero_columns():
-    from gradspec.spectra import _qr_log_diag
+    from gradspec.measure.spectra import _qr_log_diag
 
     z = jnp.array([[3.0], [-4.0]])
     q, logd = _qr_log_diag(z)

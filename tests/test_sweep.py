@@ -26,7 +26,9 @@ import pytest
 
 import gradspec
 import gradspec.sweep as gs
-from gradspec import _store, theory
+from gradspec import theory
+from gradspec.cli.sweep import main as cli_main
+from gradspec.sweep import store as _store
 
 ROOT = Path(__file__).resolve().parents[1]
 # Float32 results of one point computed in batches of different sizes (1 vs 8 points
@@ -431,17 +433,17 @@ def test_cli_requires_resume(tmp_path, capsys):
         grid.sigma_w = {{ linspace = [0.5, 1.5, 3] }}
         grid.sigma_b = [0.0, 0.1]
     """))
-    assert gs.cli_main([str(config)]) == 0
+    assert cli_main([str(config)]) == 0
     assert "6 points done (6 computed" in capsys.readouterr().out
-    assert gs.cli_main([str(config)]) == 2
+    assert cli_main([str(config)]) == 2
     assert "--resume" in capsys.readouterr().err
-    assert gs.cli_main([str(config), "--resume", "--json"]) == 0
+    assert cli_main([str(config), "--resume", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary[0]["computed"] == 0 and summary[0]["skipped"] == 6
     assert len(gs.load(tmp_path / "runs" / "pred")) == 6
     bad = tmp_path / "bad.toml"
     bad.write_text('store = "x"\nmeasurment = "mean_field"\n')
-    assert gs.cli_main([str(bad)]) == 2
+    assert cli_main([str(bad)]) == 2
     assert "measurment" in capsys.readouterr().err
 
 
@@ -493,10 +495,10 @@ def test_sharded_equals_unsharded(tmp_path):
 _KILLABLE = """
 import sys, time
 import gradspec.sweep as gs
-from gradspec import _store
+from gradspec.sweep import runner, store as _store
 store, slow = sys.argv[1], sys.argv[2] == "slow"
 if slow:  # stretch the run so that kills land between chunks, npz and lines
-    run_chunk, write_npz = gs._run_chunk, _store.write_npz
+    run_chunk, write_npz = runner._run_chunk, _store.write_npz
     def slow_chunk(*a, **k):
         out = run_chunk(*a, **k)
         time.sleep(0.12)
@@ -505,7 +507,7 @@ if slow:  # stretch the run so that kills land between chunks, npz and lines
         out = write_npz(*a, **k)
         time.sleep(0.02)
         return out
-    gs._run_chunk, _store.write_npz = slow_chunk, slow_npz
+    runner._run_chunk, _store.write_npz = slow_chunk, slow_npz
 grid = {"sigma_w": [0.4, 0.8, 1.2, 1.6, 2.0, 2.4], "sigma_b": [0.0, 0.2, 0.4, 0.6]}
 gs.sweep("gradient_profile", grid, options={"N": 8, "T": 100, "warmup": 10}, store=store,
          chunk_size=2)
@@ -570,7 +572,7 @@ def _free_port() -> int:
 
 # `gradspec sweep` (the lead wires add_parser into gradspec.cli); not `python -m
 # gradspec.sweep`, which runs the module twice once gradspec/__init__ imports it.
-_CLI = "import sys; from gradspec.sweep import cli_main; raise SystemExit(cli_main(sys.argv[1:]))"
+_CLI = "import sys; from gradspec.cli.sweep import main; raise SystemExit(main(sys.argv[1:]))"
 
 
 def test_two_process_multihost(tmp_path):

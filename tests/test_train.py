@@ -1,4 +1,4 @@
-"""Tests of gradspec.train: observed vs measured gradient decay, outcomes, remedies,
+"""Tests of gradspec.train (gradspec.training): observed vs measured gradient decay, outcomes, remedies,
 vmap over seeds, truncated BPTT, JSON round trip and config errors.
 
 Each distinct TrainConfig compiles its own step (a few seconds on a CPU), so runs that
@@ -18,7 +18,7 @@ import pytest
 
 import gradspec
 import gradspec.tasks as tasks
-from gradspec.train import (
+from gradspec.training import (
     TrainConfig,
     TrainResult,
     apply,
@@ -304,15 +304,10 @@ def test_config_round_trip_and_hashable():
     assert back == config and hash(back) == hash(config)
 
 
-def test_critical_init_is_looked_up_lazily(monkeypatch):
-    # gradspec.init.critical exists (no skip): a run with it trains.
+def test_critical_init_trains():
     config = _profile_config("rnn", "tanh", "critical", 1.0)
     result = train(config, progress=False)
     assert bool(jnp.all(result.finite)) and result.params["cell"]["W_hh"].shape == (8, 8)
-    monkeypatch.delattr(gradspec.init, "critical")  # raises if it were missing
-    config = _small(cell="rnn", init="critical")  # constructing is fine ...
-    with pytest.raises(NotImplementedError, match="critical"):  # ... training says why
-        train(config, progress=False)
 
 
 @pytest.mark.parametrize(
@@ -374,7 +369,7 @@ def test_train_argument_errors():
 def test_norm_helpers_match_float64_numpy_without_overflow():
     # Entries whose squares overflow (1e30) or underflow (1e-30) float32: the recorded
     # norms must still equal the float64 NumPy values, and an exact zero gives -inf.
-    train_module = sys.modules["gradspec.train"]
+    from gradspec.training import loop as train_module
     big = {
         "a": np.array([1e30, -2e30], np.float32),
         "b": np.array([[3e30]], np.float32),

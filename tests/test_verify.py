@@ -5,8 +5,8 @@ import json
 import pytest
 
 from gradspec import cli
-from gradspec.train import TrainConfig
-from gradspec.verify import _check, format_table, verify
+from gradspec.training import TrainConfig, format_table, verify
+from gradspec.training.verify import _check
 
 
 @pytest.mark.parametrize(

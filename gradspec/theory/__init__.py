@@ -34,9 +34,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._checks import check_floating, check_int, check_square_matrix, is_concrete
-from ._precision import full_precision
-from .cells import NONLINEARITIES, RNN
+from .._checks import check_floating, check_int, check_square_matrix, is_concrete
+from .._precision import full_precision
+from .._nonlinearities import NONLINEARITIES, Nonlinearity, activation, check_nonlinearity, slope
 
 __all__ = [
     "REGIME_TOL",
@@ -62,7 +62,6 @@ REGIME_TOL = 1e-3
 #: The regime vocabulary shared with measurement and prediction.
 REGIMES = ("vanishing", "critical", "exploding")
 
-Nonlinearity = Union[str, Callable[[jax.Array], jax.Array]]
 
 # Gaussian expectations E[g(sqrt(q) z)], z ~ N(0, 1), by the midpoint rule on
 # [-L, L]. For integrands analytic in a strip |Im z| < d the rule's error is
@@ -98,7 +97,7 @@ _GAMMA_GRID = np.linspace(-50.0, 50.0, 100_001)
 
 
 def _check_nonlinearity(nonlinearity) -> Nonlinearity:
-    RNN(nonlinearity)  # the cells' own check: a known name or a callable
+    check_nonlinearity(nonlinearity)  # a known name or a callable
     if isinstance(nonlinearity, str):
         return nonlinearity
     probe = jax.ShapeDtypeStruct((3,), jnp.zeros(()).dtype)
@@ -210,10 +209,10 @@ def _mean_field_core(nonlinearity, sigma_w, sigma_b, sigma_x) -> MeanField:
         q_star = jnp.where(a < 1, finite, jnp.where((s2 > 0) | (a > 1), inf, jnp.nan))
         chi = a
     else:
-        cell = RNN(nonlinearity)  # f and f' (cancellation-free for tanh, sigmoid)
+        f, df = activation(nonlinearity), functools.partial(slope, nonlinearity)
 
         def gap(q):  # D(q) = V(q) - q; q* is where D changes sign from + to -
-            return sw2 * _mean_square(cell.f, q) + s2 - q
+            return sw2 * _mean_square(f, q) + s2 - q
 
         # Bracket: D(0) = sigma_w^2 f(0)^2 + s2 >= 0. For |f| <= 1 (tanh, sigmoid)
         # V(q) <= sigma_w^2 + s2, so the first hi already has D(hi) < 0; an unbounded
@@ -247,7 +246,7 @@ def _mean_field_core(nonlinearity, sigma_w, sigma_b, sigma_x) -> MeanField:
         # both sides, not read at the kink); at q* = inf it is the limit read at the
         # largest bracket (~1e24 times its start).
         q_eval = jnp.where(diverges, hi, jnp.maximum(lo, jnp.finfo(dtype).tiny))
-        chi = sw2 * _mean_square(cell.slope, q_eval)
+        chi = sw2 * _mean_square(df, q_eval)
 
     log_chi = jnp.log(chi)
     lambda_max = 0.5 * log_chi
@@ -393,8 +392,8 @@ def _critical_gain_core(nonlinearity, sigma_b, sigma_x) -> jax.Array:
     # chi = sigma_w^2 f'(0)^2; it loses stability at sigma_w = 1/|f'(0)|, where chi
     # touches 1 only quadratically from above (tanh: chi - 1 ~ 1.3 (sigma_w - 1)^2),
     # so rounding leaves bisection sqrt(eps) ~ 1e-8 off. Use the exact bifurcation.
-    cell, zero = RNN(nonlinearity), jnp.zeros((), dtype)
-    f0, df0 = cell.f(zero), cell.slope(zero)
+    zero = jnp.zeros((), dtype)
+    f0, df0 = activation(nonlinearity)(zero), slope(nonlinearity, zero)
     exact = 1 / jnp.where(df0 == 0, 1, jnp.abs(df0))
     at_bifurcation = (
         (sigma_b == 0)
@@ -457,12 +456,12 @@ class MeanFieldPath(NamedTuple):
 
 @functools.partial(jax.jit, static_argnums=0)
 def _mean_field_along(nonlinearity, sigma_w, sigma_b, drive_variance, warmup):
-    cell = RNN(nonlinearity)
+    f, df = activation(nonlinearity), functools.partial(slope, nonlinearity)
     sw2, sb2 = sigma_w**2, sigma_b**2
 
     def step(h2_prev, s2):  # carry E[h_{t-1}^2]; h_{-1} = 0
         q = sw2 * h2_prev + sb2 + s2
-        return _mean_square(cell.f, q), (q, sw2 * _mean_square(cell.slope, q))
+        return _mean_square(f, q), (q, sw2 * _mean_square(df, q))
 
     _, (q, chi) = lax.scan(step, jnp.zeros((), drive_variance.dtype), drive_variance)
     counted = jnp.arange(drive_variance.shape[0]) >= warmup
@@ -552,7 +551,7 @@ def _gamma(nonlinearity: Nonlinearity, dtype) -> float:
     if isinstance(nonlinearity, str):
         return NONLINEARITIES[nonlinearity][1]
     grid = jnp.asarray(_GAMMA_GRID, dtype)
-    return float(jnp.max(jnp.abs(RNN(nonlinearity).slope(grid))))
+    return float(jnp.max(jnp.abs(slope(nonlinearity, grid))))
 
 
 @jax.jit

@@ -1,7 +1,7 @@
 r"""The training configuration: :class:`TrainConfig`, validated on construction.
 
-Re-exported by :mod:`gradspec.train` (import it from there), which keeps the run
-itself: model, compiled step, results.
+Re-exported by :mod:`gradspec.training` (import it from there); :mod:`.loop` keeps
+the run itself: model, compiled step, results.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import optax
 
-from . import cells as _cells
+from .. import cells as _cells
+from .._checks import check_choice, check_int
 from . import tasks as _tasks
-from ._checks import check_choice, check_int
 
 
 #: Cell names and their classes.

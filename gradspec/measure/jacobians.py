@@ -20,9 +20,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._checks import check_choice, check_state_vector, check_trajectory_inputs
-from ._precision import full_precision
-from .cells import Cell
+from .._checks import check_choice, check_state_vector
+from .._precision import full_precision
+from ..cells import Cell, check_trajectory_inputs
 
 Method = Literal["auto", "autodiff"]
 

@@ -18,18 +18,16 @@ scalars and ``key`` the point's PRNG key, and returns a dict of arrays. An unbat
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import math
 from typing import Any, Callable, Mapping
 
 import jax.numpy as jnp
 import jax.random as jr
 
-from . import theory
-from ._checks import check_choice, check_int
-from .cells import NONLINEARITIES, RNN
-from .jacobians import gradient_profile, profile_rate, trajectory
-from .spectra import lyapunov_spectrum
+from .. import theory, training
+from .._checks import check_choice, check_int
+from ..cells import NONLINEARITIES, RNN
+from ..measure import gradient_profile, lyapunov_spectrum, profile_rate, trajectory
 
 __all__ = ["Measurement", "register", "get_measurement", "measurements", "random_rnn"]
 
@@ -300,18 +298,12 @@ register(
 # -- training: a Python-level call per point ------------------------------------------------
 
 
-def _train_module():
-    # By module name: the package attribute `gradspec.train` is the function.
-    return importlib.import_module("gradspec.train")
-
-
 def _normalize_train(config: dict) -> dict:
     """Fill and validate every TrainConfig field; ``seeds`` (a list or None) is ours."""
-    train_module = _train_module()
     config = dict(config)
     seeds = config.pop("seeds", None)
     try:
-        full = train_module.TrainConfig.from_dict(config).to_dict()
+        full = training.TrainConfig.from_dict(config).to_dict()
     except TypeError as err:
         raise ValueError(f"bad 'train' option: {err}") from None
     if seeds is not None:
@@ -321,10 +313,9 @@ def _normalize_train(config: dict) -> dict:
 
 
 def _train(config: dict) -> dict:
-    train_module = _train_module()
     config = dict(config)
     seeds = config.pop("seeds")
-    result = train_module.train(train_module.TrainConfig.from_dict(config),
+    result = training.train(training.TrainConfig.from_dict(config),
                                 seeds=seeds, progress=False)
     return {
         "final_loss": result.final_loss,

@@ -6,7 +6,7 @@ from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from ._store import canonical_json
+from .._json import canonical_json
 
 __all__ = ["table", "GridTable", "to_grid"]
 

@@ -22,8 +22,9 @@ import jax.random as jr
 import numpy as np
 from jax import lax
 
-from ._checks import check_choice, check_int, check_square_matrix, check_trajectory_inputs
-from ._precision import full_precision
+from .._checks import check_choice, check_int, check_square_matrix
+from .._precision import full_precision
+from ..cells import check_trajectory_inputs
 from .jacobians import Method, _derivatives, _states
 
 __all__ = [

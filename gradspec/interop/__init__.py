@@ -59,8 +59,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import check_floating, check_int, check_params
-from .cells import GRU, LSTM, NONLINEARITIES, RNN, Cell, as_cell
+from .._checks import check_floating, check_int
+from ..cells import GRU, LSTM, NONLINEARITIES, RNN, Cell, as_cell, check_params
 
 Kind = Literal["rnn", "lstm", "gru"]
 

@@ -1,8 +1,7 @@
-"""``gradspec sweep``: TOML sweep configs and the command line.
+"""``gradspec sweep``: run the sweeps of a TOML config from the command line.
 
-:func:`read_config` turns a TOML file (see ``examples/phase_diagram.toml``) into
-:class:`SweepSpec` s; :func:`add_parser` / :func:`cli_main` run them with
-:func:`gradspec.sweep.sweep`. All of it is re-exported by :mod:`gradspec.sweep`.
+:func:`add_parser` / :func:`main` read the file with :func:`gradspec.sweep.read_config`
+and run each sweep with :func:`gradspec.sweep.sweep`.
 """
 
 from __future__ import annotations
@@ -12,88 +11,15 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 import jax
 
-from . import _store
-from ._measurements import measurements
-from .cli import _positive
+from ..sweep import read_config, repair, sweep
+from ..sweep import store as _store
+from ._args import positive as _positive
 
-__all__ = ["SweepSpec", "read_config", "add_parser", "cli_main"]
-
-
-class SweepSpec(NamedTuple):
-    """One sweep of a TOML config, ready for ``sweep(**spec._asdict())`` minus name."""
-
-    name: str  # the [sweeps.NAME] table, or "sweep" for a single-sweep file
-    measurement: str
-    grid: dict
-    options: dict
-    store: str
-    chunk_size: int | None  # None: the measurement's default
-
-
-_TOP_KEYS = {"store", "chunk_size", "measurement", "grid", "options", "sweeps"}
-_SWEEP_KEYS = {"measurement", "grid", "options", "chunk_size"}
-
-
-def read_config(path: str | Path, *, store: str | None = None,
-                chunk_size: int | None = None) -> list[SweepSpec]:
-    """Read a sweep TOML file (see ``examples/phase_diagram.toml``).
-
-    Single sweep: top-level ``measurement``, ``[grid]``, ``[options]``, ``store``,
-    ``chunk_size``. Several: a top-level ``store`` (a directory; sweep NAME writes to
-    ``store/NAME``), an optional default ``chunk_size``, and one ``[sweeps.NAME]``
-    table each with ``measurement``, ``grid``, ``options``, ``chunk_size``. Paths are
-    relative to the working directory. ``store``/``chunk_size`` override the file's.
-    """
-    import tomllib
-
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"sweep config {str(path)!r} does not exist.") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ValueError(f"sweep config {str(path)!r} is not valid TOML: {err}") from None
-    where = f"sweep config {str(path)!r}"
-    unknown = sorted(set(data) - _TOP_KEYS)
-    if unknown:
-        raise ValueError(f"{where}: unknown keys {unknown}; expected {sorted(_TOP_KEYS)}.")
-    root = store if store is not None else data.get("store")
-    if not isinstance(root, str) or not root:
-        raise ValueError(f"{where}: `store` (a directory path) is required.")
-    default_chunk = chunk_size or data.get("chunk_size")  # None: the measurement's
-    if "sweeps" in data:
-        stray = sorted(set(data) & {"measurement", "grid", "options"})
-        if stray:
-            raise ValueError(f"{where}: {stray} belong inside the [sweeps.NAME] tables "
-                             "when `sweeps` is used.")
-        tables = data["sweeps"]
-        if not isinstance(tables, dict) or not tables:
-            raise ValueError(f"{where}: `sweeps` must hold at least one [sweeps.NAME] table.")
-        items = [(name, t, str(Path(root) / name)) for name, t in tables.items()]
-    else:
-        items = [("sweep", {k: v for k, v in data.items() if k in _SWEEP_KEYS}, root)]
-    specs = []
-    for name, t, store_path in items:
-        if not isinstance(t, dict):
-            raise ValueError(f"{where}: [sweeps.{name}] must be a table.")
-        unknown = sorted(set(t) - _SWEEP_KEYS)
-        if unknown:
-            raise ValueError(f"{where}: [sweeps.{name}] has unknown keys {unknown}; "
-                             f"expected {sorted(_SWEEP_KEYS)}.")
-        if not isinstance(t.get("measurement"), str):
-            raise ValueError(f"{where}: sweep {name!r} needs `measurement` (one of "
-                             f"{sorted(measurements())}).")
-        if not isinstance(t.get("grid"), dict) or not t["grid"]:
-            raise ValueError(f"{where}: sweep {name!r} needs a non-empty [grid] table.")
-        chunk = chunk_size or t.get("chunk_size", default_chunk)
-        specs.append(SweepSpec(name, t["measurement"], dict(t["grid"]),
-                               dict(t.get("options", {})), store_path, chunk))
-    return specs
+__all__ = ["add_parser", "main"]
 
 
 def _has_records(root: Path) -> bool:
@@ -101,8 +27,6 @@ def _has_records(root: Path) -> bool:
 
 
 def _run_cli(args) -> int:
-    from .sweep import repair, sweep  # gradspec.sweep imports this module
-
     try:
         if args.coordinator and (args.num_processes is None or args.process_id is None):
             raise ValueError("--coordinator needs --num-processes and --process-id.")
@@ -190,7 +114,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return _configure(p)
 
 
-def cli_main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """``gradspec sweep`` on its own: ``cli_main(["config.toml", "--resume"])``."""
     parser = _configure(argparse.ArgumentParser(
         prog="gradspec sweep", description="Run the sweeps of a TOML config into "

@@ -1,7 +1,7 @@
-"""The ``gradspec`` command.
+"""``gradspec diagnose``: predict and measure one network from flags or a saved model.
 
-``gradspec diagnose`` builds a cell from flags, measures its Jacobian products along a
-random input sequence and prints the spectrum, the rates and the verdict.
+It builds a cell from flags (or a saved PyTorch state_dict), measures its Jacobian
+products along a random input sequence and prints the spectrum, the rates and the verdict.
 """
 
 from __future__ import annotations
@@ -11,18 +11,21 @@ import json
 import math
 import sys
 
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+
+from .. import cells, init
+from ..interop import from_torch
+from ..verdicts import diagnose, predict
+from ._args import positive
+
 INITS = ("gaussian", "orthogonal", "identity", "glorot", "critical")
 CELLS = ("rnn", "lstm", "gru")
 
 
 def _build(args):
     """(cell, params, xs) from the command-line flags (or a saved PyTorch state_dict)."""
-    import jax
-    import jax.numpy as jnp
-    import jax.random as jr
-
-    from . import cells, init
-
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     dtype = jnp.dtype(args.dtype)
@@ -40,10 +43,7 @@ def _build(args):
 
 
 def _build_from_torch(args, dtype):
-    import jax.random as jr
-    import torch
-
-    from .interop import from_torch
+    import torch  # optional: only for --torch
 
     state = torch.load(args.torch, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "state_dict" in state:  # a training checkpoint
@@ -57,9 +57,8 @@ def _build_from_torch(args, dtype):
     return cell, params, xs
 
 
-def _diagnose(args) -> int:
-    from .predict import diagnose, predict
-
+def run(args) -> int:
+    """Run ``gradspec diagnose`` from parsed arguments; returns the exit code."""
     cell, params, xs = _build(args)
     pred = predict(cell, params, args.T, inputs=xs)
     diag = diagnose(cell, params, xs)
@@ -97,18 +96,6 @@ def _diagnose(args) -> int:
     return 0
 
 
-def _verify(args) -> int:
-    from .verify import demo_grid, format_table, verify
-
-    rows = verify(demo_grid(T=args.T, steps=args.steps, hidden=args.hidden), progress=args.progress)
-    if args.json:
-        json.dump(rows, sys.stdout, indent=2)
-        print()
-    else:
-        print(format_table(rows))
-    return 0
-
-
 def _steps(x: float) -> str:
     return "inf (critical)" if math.isinf(x) else f"{x:.1f} steps"
 
@@ -120,17 +107,16 @@ def _ratio(log_ratio: float) -> str:
     return f"1e{decades:+.1f}  (log = {log_ratio:+.2f})"
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gradspec", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("diagnose", help="predict and measure vanishing/exploding gradients")
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``diagnose`` subcommand to ``gradspec``'s subparsers."""
+    d = subparsers.add_parser("diagnose", help="predict and measure vanishing/exploding gradients")
     d.add_argument("--cell", choices=CELLS, default="rnn")
     d.add_argument("--nonlinearity", choices=("tanh", "sigmoid", "relu", "linear"), default="tanh")
-    d.add_argument("--hidden", type=_positive, default=128, help="hidden units N")
-    d.add_argument("--inputs", type=_positive, default=1, help="input dimension D")
+    d.add_argument("--hidden", type=positive, default=128, help="hidden units N")
+    d.add_argument("--inputs", type=positive, default=1, help="input dimension D")
     d.add_argument("--init", choices=INITS, default="gaussian")
     d.add_argument("--gain", type=float, default=1.0)
-    d.add_argument("--T", type=_positive, default=500, help="sequence length")
+    d.add_argument("--T", type=positive, default=500, help="sequence length")
     d.add_argument("--input-scale", type=float, default=1.0, help="std of the random inputs")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--dtype", choices=("float32", "float64"), default="float32")
@@ -139,35 +125,5 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--layer", type=int, default=0, help="which layer of --torch")
     d.add_argument("--torch-nonlinearity", choices=("tanh", "relu"), default=None,
                    help="nn.RNN's nonlinearity (a state_dict does not record it; default tanh)")
-    d.set_defaults(run=_diagnose)
-
-    v = sub.add_parser("verify", help="predict, train and compare the demo grid (adding task)")
-    v.add_argument("--T", type=_positive, default=100, help="sequence length")
-    v.add_argument("--steps", type=_positive, default=600, help="training steps per run")
-    v.add_argument("--hidden", type=_positive, default=64, help="hidden units N")
-    v.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
-    v.add_argument("--progress", action="store_true", help="training progress bars (tqdm)")
-    v.set_defaults(run=_verify)
-
-    from .figures import add_parser as _add_figures_parser
-    from .sweep import add_parser as _add_sweep_parser
-
-    _add_sweep_parser(sub)
-    _add_figures_parser(sub)
-    return parser
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {value}")
-    return value
-
-
-def main(argv=None) -> int:
-    args = _parser().parse_args(argv)
-    return args.run(args)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    d.set_defaults(run=run)
+    return d

@@ -45,8 +45,8 @@ from matplotlib import ticker as mticker
 from matplotlib.lines import Line2D
 
 from . import style as _style
-from . import theory as _theory
-from ._precision import full_precision
+from .. import theory as _theory
+from .._precision import full_precision
 
 __all__ = [
     "OUTCOME_ORDER",

@@ -34,12 +34,12 @@ import numpy as np
 import optax
 from jax import lax
 
-from . import init as _init
+from .. import init as _init
+from .._checks import check_int
+from .._json import decode_value, nonfinite_to_str
+from ..cells import _default_dtype
 from . import tasks as _tasks
-from . import _store
-from ._checks import check_int
-from .cells import _default_dtype
-from ._train_config import (
+from .config import (
     _MAX_SEED,
     CELLS as CELLS,
     INITS as INITS,
@@ -74,17 +74,6 @@ def _optax_promotion():
     return jax.numpy_dtype_promotion("standard")
 
 
-def _critical_factory():
-    """``gradspec.init.critical``, looked up lazily (the theory-derived initializer)."""
-    critical = getattr(_init, "critical", None)
-    if critical is None:
-        raise NotImplementedError(
-            "`init`='critical' needs gradspec.init.critical, which this version of "
-            "gradspec.init does not define yet."
-        )
-    return critical
-
-
 def _recurrent_init(config: TrainConfig):
     if config.init == "default":
         return None
@@ -92,7 +81,7 @@ def _recurrent_init(config: TrainConfig):
         # It solves chi = 1 numerically; evaluate that now even when called under a
         # trace (init inside jit/vmap), since the gain is a Python float.
         with jax.ensure_compile_time_eval():
-            return _critical_factory()(
+            return _init.critical(
                 config.nonlinearity, sigma_b=0.0, sigma_x=_sigma_x(config)
             )
     return getattr(_init, config.init)(config.gain)
@@ -124,8 +113,6 @@ def _resolve(config: TrainConfig) -> tuple[TrainConfig, TrainConfig]:
             "`dtype`='float64' needs `jax.config.update('jax_enable_x64', True)`; "
             "it is off."
         )
-    if config.init == "critical":
-        _critical_factory()  # surfaces a missing initializer before tracing
     common = dataclasses.replace(config, seed=0, steps=1, solved_below=0.1, dtype=dtype)
     for_init = dataclasses.replace(common, batch=1, tbptt=0, lags=(0,))
     for_step = dataclasses.replace(common, init="default", gain=1.0)
@@ -369,7 +356,7 @@ class TrainResult:
 
 def _encode(x) -> dict:
     a = np.asarray(x)
-    flat = _store._nonfinite_to_str(a.ravel().tolist())  # "nan", "inf", "-inf"
+    flat = nonfinite_to_str(a.ravel().tolist())  # "nan", "inf", "-inf"
     return {"dtype": a.dtype.name, "shape": list(a.shape), "data": flat}
 
 
@@ -378,7 +365,7 @@ def _is_encoded(x) -> bool:
 
 
 def _decode(d) -> np.ndarray:
-    return np.asarray(_store.decode_value(d["data"], d["dtype"])).reshape(d["shape"])
+    return np.asarray(decode_value(d["data"], d["dtype"])).reshape(d["shape"])
 
 
 def _outcome(

@@ -1,59 +1,8 @@
-r"""Sweeps: a measurement over a grid of configs, vmapped, sharded and resumable.
+"""Running a sweep: plan the grid, evaluate it in vmapped, sharded chunks, store each point.
 
-:func:`sweep` evaluates a *measurement* (a pure JAX function of one grid point, see
-:class:`Measurement` and :func:`register`) at every point of the Cartesian product of
-the grid's axes:
-
-- **Batched.** Points that share their static options (hence their array shapes) form
-  a group; a group runs in chunks, each chunk one call of
-  ``jit(shard_map(vmap(point_fn)))`` over a 1-D mesh of the local devices (axis
-  ``"points"``): every device evaluates its slice of the chunk with ``vmap``, with no
-  communication. The only Python loops are over groups and chunks.
-- **Random.** Each point's PRNG key is derived inside the traced function from its
-  seed (the ``seed`` input, 0 if the measurement has none) and its hash:
-  ``key = jax.random.fold_in(jax.random.key(seed), int(point_hash[:8], 16))``.
-  A result depends only on the point, not on the chunking or the device count, up
-  to float rounding: XLA may vectorise a per-device batch of 8 differently from one of
-  1 (float32 results then differ by about 1e-7 relative).
-- **Resumable.** With ``store=path`` every finished point is appended to a crash-safe
-  store (:mod:`gradspec._store`): JSON lines with the config, its sha256 hash, the
-  scalar results and the gradspec/jax versions and devices, big arrays in
-  ``arrays/<hash>.npz``. A rerun skips the points already there; a ``SIGKILL`` loses
-  at most the chunk in flight.
-- **Multi-host.** After ``jax.distributed.initialize(...)`` every process runs the same
-  :func:`sweep` call; process i takes the points ``i, i + P, i + 2P, ...`` (P processes,
-  grid order), evaluates them on its own local devices and appends to its own shard
-  ``records-p{i}.jsonl`` of the shared store (a shared file system). The work needs
-  no cross-process collectives, so a host that dies loses only its chunk in flight
-  (the others then fail at the final barrier; rerun with the same store to finish).
-  The barrier (``multihost_utils.sync_global_devices``) lets every process return
-  the whole grid.
-  On CPU this works in jax 0.10 (collectives go through gloo; tested with two
-  processes on one machine)::
-
-      import jax, gradspec.sweep as gs
-      jax.distributed.initialize()  # or coordinator_address=, num_processes=, process_id=
-      gs.sweep("lyapunov", grid, options={"N": 256}, store="/shared/runs/lyapunov")
-
-  or ``gradspec sweep config.toml --distributed`` (cluster auto-detection) /
-  ``--coordinator HOST:PORT --num-processes P --process-id I``. Without a shared file
-  system give each host its own store path and copy the ``records-p*.jsonl`` shards
-  and ``arrays/`` into one directory afterwards (their names do not collide). Without
-  ``jax.distributed``, ``process_index=``/``process_count=`` split a grid over
-  independent jobs the same way (no barrier).
-
-Results load back as plain data: :func:`load` gives a list of dicts, :func:`table` a
-dict of NumPy columns, :func:`to_grid` an array on the grid for phase diagrams.
-
-Built-in measurements: ``"mean_field"`` (:func:`gradspec.theory.mean_field`, vmapped
-over ``sigma_w``, ``sigma_b``, ``sigma_x``), ``"lyapunov"`` and ``"gradient_profile"``
-(a random vanilla RNN per point, :func:`random_rnn`; ``sigma_w``, ``sigma_b`` and
-``seed`` traced, ``sigma_x`` static so that the default 0 skips the input product),
-and ``"train"``
-(:func:`gradspec.train.train`, one Python-level call per point: it already vmaps over
-its ``seeds``, and its configs differ in static fields).
+The package docstring (:mod:`gradspec.sweep`) describes batching, keys, resuming and
+multi-host runs.
 """
-
 from __future__ import annotations
 
 import itertools
@@ -69,42 +18,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from . import _store
-from ._checks import check_int
-from ._measurements import (
-    Measurement,
-    as_measurement,
-    get_measurement,
-    jax_dtype_of,
-    measurements,
-    random_rnn,
-    register,
-)
-from ._store import StoreWarning, canonical_json, point_hash
-from ._store import repair as _repair
-from ._sweep_cli import SweepSpec, add_parser, cli_main, read_config
-from ._tables import GridTable, table, to_grid
+from .. import _checks
+from .._json import canonical_json, decode_value
+from . import store as _store
+from .measurements import Measurement, as_measurement, get_measurement, jax_dtype_of
+from .store import point_hash
+from .store import repair as _repair
 
-__all__ = [
-    "Measurement",
-    "register",
-    "get_measurement",
-    "measurements",
-    "random_rnn",
-    "point_key",
-    "SweepResult",
-    "sweep",
-    "load",
-    "table",
-    "GridTable",
-    "to_grid",
-    "repair",
-    "StoreWarning",
-    "SweepSpec",
-    "read_config",
-    "add_parser",
-    "cli_main",
-]
+__all__ = ["axis_values", "point_key", "SweepResult", "sweep", "load", "repair"]
 
 _AXIS = "points"
 
@@ -359,7 +280,7 @@ def _progress_bar(progress, total: int, desc: str):
 
 def _decode(raw: Mapping, arrays: Mapping | None) -> dict:
     """A user-facing record: results decoded to Python scalars / NumPy arrays."""
-    results = {k: _store.decode_value(v, raw["dtypes"][k]) for k, v in raw["results"].items()}
+    results = {k: decode_value(v, raw["dtypes"][k]) for k, v in raw["results"].items()}
     if arrays:
         results.update(arrays)
     out = {k: raw[k] for k in ("hash", "measurement", "version", "dtype", "config")}
@@ -450,11 +371,11 @@ def sweep(
     plan = _plan(measurement, grid, options)
     m = plan.measurement
     if chunk_size is not None:
-        chunk_size = check_int("chunk_size", chunk_size, 1)
+        chunk_size = _checks.check_int("chunk_size", chunk_size, 1)
     distributed = process_index is None and process_count is None
-    process_count = check_int("process_count", jax.process_count()
+    process_count = _checks.check_int("process_count", jax.process_count()
                               if process_count is None else process_count, 1)
-    process_index = check_int("process_index", jax.process_index()
+    process_index = _checks.check_int("process_index", jax.process_index()
                               if process_index is None else process_index, 0, process_count - 1)
     devices = _check_devices(devices) if m.batched else list(jax.local_devices())[:1]
     if chunk_size is None:

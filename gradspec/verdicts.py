@@ -32,11 +32,11 @@ import jax.random as jr
 import numpy as np
 
 from . import theory
-from ._checks import check_int, check_params, check_trajectory_inputs
+from ._checks import check_int
 from ._precision import full_precision
-from .cells import LSTM, RNN, as_cell
-from .jacobians import _states, gradient_profile, profile_rate
-from .spectra import _frame_sweeps, lyapunov_spectrum, weight_spectrum
+from .cells import LSTM, RNN, as_cell, check_params, check_trajectory_inputs
+from .measure.jacobians import _states, gradient_profile, profile_rate
+from .measure.spectra import _frame_sweeps, lyapunov_spectrum, weight_spectrum
 
 __all__ = ["Prediction", "Diagnosis", "predict", "diagnose", "classify"]
 

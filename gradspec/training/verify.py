@@ -29,9 +29,9 @@ from typing import Iterable
 
 import jax.numpy as jnp
 
-from .jacobians import profile_rate
-from .predict import classify, predict
-from .train import TrainConfig, init_params, task_batch, train
+from ..measure import profile_rate
+from ..verdicts import classify, predict
+from .loop import TrainConfig, init_params, task_batch, train
 
 __all__ = ["verify", "format_table", "demo_grid"]
 

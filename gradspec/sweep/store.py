@@ -30,7 +30,6 @@ import contextlib
 import fcntl
 import hashlib
 import json
-import math
 import os
 import re
 import warnings
@@ -38,6 +37,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import numpy as np
+
+from .._json import canonical_json, decode_value, nonfinite_to_str
 
 FORMAT = "gradspec.sweep/1"
 MANIFEST = "manifest.json"
@@ -56,12 +57,6 @@ class StoreWarning(UserWarning):
 # -- canonical JSON and hashes ----------------------------------------------------------
 
 
-def canonical_json(obj: Any) -> str:
-    """Key-sorted, whitespace-free, ASCII JSON: the same text for the same data."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
-                      allow_nan=False)
-
-
 def identity(measurement: str, version: int, dtype: str, config: Mapping) -> dict:
     """Everything a point's result depends on; its hash names the point."""
     return {"measurement": measurement, "version": version, "dtype": dtype,
@@ -74,22 +69,6 @@ def point_hash(ident: Mapping) -> str:
 
 
 # -- encoding results -------------------------------------------------------------------
-
-
-def _nonfinite_to_str(x):
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)  # "nan", "inf", "-inf"; the field's dtype says it is a float
-    if isinstance(x, list):
-        return [_nonfinite_to_str(v) for v in x]
-    return x
-
-
-def _str_to_float(x):
-    if isinstance(x, str):
-        return float(x)
-    if isinstance(x, list):
-        return [_str_to_float(v) for v in x]
-    return x
 
 
 def encode_results(results: Mapping[str, Any]):
@@ -112,16 +91,8 @@ def encode_results(results: Mapping[str, Any]):
         elif a.size > INLINE_MAX:
             arrays[name], dtypes[name] = a, a.dtype.name
         else:
-            inline[name], dtypes[name] = _nonfinite_to_str(a.tolist()), a.dtype.name
+            inline[name], dtypes[name] = nonfinite_to_str(a.tolist()), a.dtype.name
     return inline, dtypes, arrays
-
-
-def decode_value(value, dtype: str):
-    """Inverse of the inline encoding: Python scalars for scalars, NumPy arrays else."""
-    if dtype == "str":
-        return value if isinstance(value, str) else np.asarray(value)
-    a = np.asarray(_str_to_float(value), dtype=np.dtype(dtype))
-    return a.item() if a.ndim == 0 else a
 
 
 # -- atomic files -----------------------------------------------------------------------

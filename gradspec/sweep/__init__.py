@@ -1,0 +1,95 @@
+r"""Sweeps: a measurement over a grid of configs, vmapped, sharded and resumable.
+
+:func:`sweep` evaluates a *measurement* (a pure JAX function of one grid point, see
+:class:`Measurement` and :func:`register`) at every point of the Cartesian product of
+the grid's axes:
+
+- **Batched.** Points that share their static options (hence their array shapes) form
+  a group; a group runs in chunks, each chunk one call of
+  ``jit(shard_map(vmap(point_fn)))`` over a 1-D mesh of the local devices (axis
+  ``"points"``): every device evaluates its slice of the chunk with ``vmap``, with no
+  communication. The only Python loops are over groups and chunks.
+- **Random.** Each point's PRNG key is derived inside the traced function from its
+  seed (the ``seed`` input, 0 if the measurement has none) and its hash:
+  ``key = jax.random.fold_in(jax.random.key(seed), int(point_hash[:8], 16))``.
+  A result depends only on the point, not on the chunking or the device count, up
+  to float rounding: XLA may vectorise a per-device batch of 8 differently from one of
+  1 (float32 results then differ by about 1e-7 relative).
+- **Resumable.** With ``store=path`` every finished point is appended to a crash-safe
+  store (:mod:`gradspec.sweep.store`): JSON lines with the config, its sha256 hash, the
+  scalar results and the gradspec/jax versions and devices, big arrays in
+  ``arrays/<hash>.npz``. A rerun skips the points already there; a ``SIGKILL`` loses
+  at most the chunk in flight.
+- **Multi-host.** After ``jax.distributed.initialize(...)`` every process runs the same
+  :func:`sweep` call; process i takes the points ``i, i + P, i + 2P, ...`` (P processes,
+  grid order), evaluates them on its own local devices and appends to its own shard
+  ``records-p{i}.jsonl`` of the shared store (a shared file system). The work needs
+  no cross-process collectives, so a host that dies loses only its chunk in flight
+  (the others then fail at the final barrier; rerun with the same store to finish).
+  The barrier (``multihost_utils.sync_global_devices``) lets every process return
+  the whole grid.
+  On CPU this works in jax 0.10 (collectives go through gloo; tested with two
+  processes on one machine)::
+
+      import jax, gradspec.sweep as gs
+      jax.distributed.initialize()  # or coordinator_address=, num_processes=, process_id=
+      gs.sweep("lyapunov", grid, options={"N": 256}, store="/shared/runs/lyapunov")
+
+  or ``gradspec sweep config.toml --distributed`` (cluster auto-detection) /
+  ``--coordinator HOST:PORT --num-processes P --process-id I``. Without a shared file
+  system give each host its own store path and copy the ``records-p*.jsonl`` shards
+  and ``arrays/`` into one directory afterwards (their names do not collide). Without
+  ``jax.distributed``, ``process_index=``/``process_count=`` split a grid over
+  independent jobs the same way (no barrier).
+
+Configs come from TOML files (:func:`read_config`, ``gradspec sweep FILE``).
+Results load back as plain data: :func:`load` gives a list of dicts, :func:`table` a
+dict of NumPy columns, :func:`to_grid` an array on the grid for phase diagrams.
+
+Built-in measurements: ``"mean_field"`` (:func:`gradspec.theory.mean_field`, vmapped
+over ``sigma_w``, ``sigma_b``, ``sigma_x``), ``"lyapunov"`` and ``"gradient_profile"``
+(a random vanilla RNN per point, :func:`random_rnn`; ``sigma_w``, ``sigma_b`` and
+``seed`` traced, ``sigma_x`` static so that the default 0 skips the input product),
+and ``"train"``
+(:func:`gradspec.train`, one Python-level call per point: it already vmaps over
+its ``seeds``, and its configs differ in static fields).
+"""
+
+from . import store as store
+from .config import SweepSpec as SweepSpec
+from .config import read_config as read_config
+from .measurements import Measurement as Measurement
+from .measurements import get_measurement as get_measurement
+from .measurements import measurements as measurements
+from .measurements import random_rnn as random_rnn
+from .measurements import register as register
+from .runner import SweepResult as SweepResult
+from .runner import axis_values as axis_values
+from .runner import load as load
+from .runner import point_key as point_key
+from .runner import repair as repair
+from .runner import sweep as sweep
+from .store import StoreWarning as StoreWarning
+from .tables import GridTable as GridTable
+from .tables import table as table
+from .tables import to_grid as to_grid
+
+__all__ = [
+    "Measurement",
+    "register",
+    "get_measurement",
+    "measurements",
+    "random_rnn",
+    "axis_values",
+    "point_key",
+    "SweepResult",
+    "sweep",
+    "load",
+    "table",
+    "GridTable",
+    "to_grid",
+    "repair",
+    "StoreWarning",
+    "SweepSpec",
+    "read_config",
+]

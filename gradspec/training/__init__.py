@@ -1,0 +1,39 @@
+"""Training on long-range tasks, and the check of a prediction against it.
+
+``tasks``: the tasks and their chance-level losses; ``config``: :class:`TrainConfig`;
+``loop``: the jit-compiled optax run (:func:`train`); ``verify``: predict, train and
+compare (:func:`verify`). ``gradspec.train`` and ``gradspec.verify`` are the functions;
+this package is where their helpers live (``gradspec.training.task_batch``, ...).
+"""
+
+from . import tasks as tasks
+from .config import CELLS as CELLS
+from .config import INITS as INITS
+from .config import OPTIMIZERS as OPTIMIZERS
+from .config import TrainConfig as TrainConfig
+from .loop import OUTCOMES as OUTCOMES
+from .loop import TrainResult as TrainResult
+from .loop import apply as apply
+from .loop import init_params as init_params
+from .loop import task_batch as task_batch
+from .loop import train as train
+from .verify import demo_grid as demo_grid
+from .verify import format_table as format_table
+from .verify import verify as verify
+
+__all__ = [
+    "tasks",
+    "CELLS",
+    "INITS",
+    "OPTIMIZERS",
+    "TrainConfig",
+    "OUTCOMES",
+    "TrainResult",
+    "apply",
+    "init_params",
+    "task_batch",
+    "train",
+    "demo_grid",
+    "format_table",
+    "verify",
+]
