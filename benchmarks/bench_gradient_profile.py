@@ -3,7 +3,7 @@ r"""gradient_profile: every lag's gradient norm in one reverse scan, vs the naiv
 Problem: tanh RNN (``_runner.rnn_problem``), readout r = 1/sqrt(N), L = r . h_T; the
 profile is :math:`\ell_k = \log\|\partial L/\partial h_{T-k}\|`, k = 0..T.
 
-Methods timed in the same interleaved rounds (``_runner.time_calls``), with their FLOP
+Methods timed in the same interleaved rounds (``_timing.time_calls``), with their FLOP
 counts (per sequence; times B for a batch; O(N T) terms and the D = 1 input dropped):
 
 =============================  =====================================================
@@ -52,7 +52,9 @@ from jax import lax
 
 import gradspec
 
+from . import _records as Rec
 from . import _runner as R
+from . import _timing as Tm
 
 BENCH = "gradient_profile"
 TOL_PER_STEP = {"float32": 5e-6, "float64": 1e-12}
@@ -201,26 +203,26 @@ def extrapolate_lags(lags, best_times, T):
 
 def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
     N, T, B, dtype = prob.N, prob.T, prob.batch, prob.dtype
-    rec, skipped = R.bind(env, BENCH, prob.case())
+    rec, skipped = Rec.bind(env, BENCH, prob.case())
     cell, params, xs, h0, r = prob.cell, prob.params, prob.xs, prob.h0, prob.readout
     ax = (None, 0, 0)
     prepared = {
-        "gradspec": R.jax_call(R.batched(make_profile(cell), B, ax), params, xs, h0),
-        "plain_grad_h0": R.jax_call(
+        "gradspec": Tm.jax_call(R.batched(make_profile(cell), B, ax), params, xs, h0),
+        "plain_grad_h0": Tm.jax_call(
             R.batched(make_plain_grad_h0(cell, r), B, ax), params, xs, h0
         ),
     }
     if B == 1 or cfg.mode == "full":
-        prepared["plain_grad_params"] = R.jax_call(
+        prepared["plain_grad_params"] = Tm.jax_call(
             make_plain_grad_params(cell, r, B), params, xs, h0
         )
     lags = []
     if B == 1:
-        prepared["grad_all_states"] = R.jax_call(
+        prepared["grad_all_states"] = Tm.jax_call(
             make_grad_all_states(cell, r), params, xs, h0
         )
         if 2 * N**3 * T <= 2e12 or cfg.mode == "full":
-            prepared["jacrev_full"] = R.jax_call(
+            prepared["jacrev_full"] = Tm.jax_call(
                 make_jacrev_full(cell, r), params, xs, h0
             )
         states = gradspec.trajectory(cell, params, xs, h0)
@@ -228,17 +230,17 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
         lag_fn = jax.jit(make_lag_grad(cell, r))
         lags = per_lag_lags(T, cfg.per_lag_count)
         for k in lags:
-            prepared[f"lag:{k}"] = R.jax_call(
+            prepared[f"lag:{k}"] = Tm.jax_call(
                 lag_fn, params, xs[T - k :], all_states[T - k]
             )
         np_args = prob.numpy64()
-        prepared["numpy_f64_loop"] = R.host_call(numpy_profile, *np_args)
+        prepared["numpy_f64_loop"] = Tm.host_call(numpy_profile, *np_args)
         if torch:
             targs, tsync = R.torch_args(torch, prob, device)
-            prepared["torch_autograd"] = R.host_call(
+            prepared["torch_autograd"] = Tm.host_call(
                 lambda *a: torch_profile(torch, *a), *targs, sync=tsync
             )
-    timings = R.time_calls(prepared, cfg)
+    timings = Tm.time_calls(prepared, cfg)
 
     # float64 reference (first sequence of the batch)
     ref = (
@@ -250,8 +252,8 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
     ref_name = "numpy float64 loop (log domain), first sequence"
 
     def acc_full(out):  # the baselines run at B = 1 only
-        return R.accuracy(
-            R.max_abs_error(R.first_of(out, B), ref),
+        return Rec.accuracy(
+            Rec.max_abs_error(Rec.first_of(out, B), ref),
             tol,
             "max_k |log-norm error|",
             ref_name,
@@ -285,17 +287,17 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
             add(name, timings[name], acc, lags_covered=T + 1)
     if "plain_grad_h0" in timings:
         t = timings["plain_grad_h0"]
-        g = R.first_of(t.output, B)
-        err = R.max_abs_error(log_norm(jnp.asarray(g, jnp.float64)), ref[T])
-        acc = R.accuracy(err, tol, "|log||dL/dh_0|| error| (lag T)", ref_name)
+        g = Rec.first_of(t.output, B)
+        err = Rec.max_abs_error(log_norm(jnp.asarray(g, jnp.float64)), ref[T])
+        acc = Rec.accuracy(err, tol, "|log||dL/dh_0|| error| (lag T)", ref_name)
         add("plain_grad_h0", t, acc, lags_covered=1)
     if "plain_grad_params" in timings:
-        acc = R.not_checked("yardstick only: a parameter gradient, not a profile entry")
+        acc = Rec.not_checked("yardstick only: a parameter gradient, not a profile entry")
         add("plain_grad_params", timings["plain_grad_params"], acc, lags_covered=0)
     if "jacrev_full" in timings:
         t = timings["jacrev_full"]
-        acc = R.accuracy(
-            R.max_abs_error(t.output, ref[T]), tol, "|log-norm error| (lag T)", ref_name
+        acc = Rec.accuracy(
+            Rec.max_abs_error(t.output, ref[T]), tol, "|log-norm error| (lag T)", ref_name
         )
         add(
             "jacrev_full",
@@ -314,11 +316,11 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
         ext["median_seconds"] = extrapolate_lags(lags, [t.median for t in lag_t], T)[
             "seconds"
         ]
-        errs = [R.max_abs_error(t.output, ref[k]) for k, t in zip(lags, lag_t)]
-        acc = R.accuracy(
+        errs = [Rec.max_abs_error(t.output, ref[k]) for k, t in zip(lags, lag_t)]
+        acc = Rec.accuracy(
             max(errs), tol, "max over timed lags |log-norm error|", ref_name
         )
-        merged = R.Timing(
+        merged = Tm.Timing(
             sum(t.compile_s for t in lag_t),
             sum(t.warmup_s for t in lag_t),
             [sum(ts) for ts in zip(*[t.times_s for t in lag_t])],
@@ -334,7 +336,7 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
         )
     if B == 1 and not torch:
         skip("torch_autograd", torch.reason)
-    R.add_ratios(recs, "gradspec")
+    Rec.add_ratios(recs, "gradspec")
     return recs
 
 

@@ -36,7 +36,6 @@ are checked against the float64 prediction's sampled exponent in the same way.
 
 from __future__ import annotations
 
-import importlib
 import math
 import time
 
@@ -45,17 +44,15 @@ import jax.numpy as jnp
 import numpy as np
 
 import gradspec
+from gradspec import theory
 
+from . import _records as Rec
 from . import _runner as R
+from . import _timing as Tm
 
 BENCH = "predict"
 TOL_LAMBDA = {"float32": 1e-3, "float64": 1e-9}
 SAMPLES, STEPS, WARMUP = 8, 512, 128
-
-
-def _predict_fn():
-    # imported late: a broken module is one recorded error, not a crashed run
-    return importlib.import_module("gradspec.predict").predict
 
 
 def sampled_numpy(W, Wx, b, rng, samples=SAMPLES, steps=STEPS, warmup=WARMUP):
@@ -96,15 +93,13 @@ def sampled_torch(torch, W, b, gen, samples=SAMPLES, steps=STEPS, warmup=WARMUP)
 
 
 def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
-    from gradspec import theory
-
     N, T, dtype = prob.N, prob.T, prob.dtype
     case = prob.case()
     # no peaks: host-side calls, no fraction of peak is claimed
-    rec, skip = R.bind(env, BENCH, case)
+    rec, skip = Rec.bind(env, BENCH, case)
 
     def failed(method, err):
-        return R.failed(
+        return Rec.failed(
             env=env, benchmark=BENCH, method=method, library=True, case=case, err=err
         )
 
@@ -112,7 +107,7 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
     recs = []
     prepared, first = {}, {}
     try:
-        predict = _predict_fn()
+        predict = gradspec.predict
         t0 = time.perf_counter()
         predict(cell, params, T)  # first call: tracing + compilation
         first["gradspec"] = time.perf_counter() - t0
@@ -121,9 +116,7 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
         predict = None
     W = params["W_hh"]
     W64 = np.asarray(W, np.float64)
-    # the module, not the function `gradspec.predict` that the package re-exports
-    gp = importlib.import_module("gradspec.predict")
-    K = min(T, gp.TRANSIENT_POWERS)  # the powers predict searches
+    K = min(T, gradspec.verdicts.TRANSIENT_POWERS)  # the powers predict searches
     sync = jax.block_until_ready
     key = jax.random.key(1)
     xs8 = jnp.zeros((SAMPLES, STEPS, 1), dtype)
@@ -144,7 +137,7 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
         "component:transient_growth": (
             lambda: theory.transient_growth(W64, max_power=K),
             K * (2 + 8 / 3) * N**3 + 10 * N**3,
-            "K (2 + 8/3) N^3 + 10 N^3, K = min(T, predict.TRANSIENT_POWERS)",
+            "K (2 + 8/3) N^3 + 10 N^3, K = min(T, verdicts.TRANSIENT_POWERS)",
         ),
         "component:sampled_exponents": (
             lambda: sampled(xs8, h08),
@@ -156,23 +149,23 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
         t0 = time.perf_counter()
         sync(fn())
         first[name] = time.perf_counter() - t0
-        prepared[name] = R.host_call(fn, sync=sync, host=False)
+        prepared[name] = Tm.host_call(fn, sync=sync, host=False)
     if predict is not None:
-        prepared["gradspec"] = R.host_call(lambda: predict(cell, params, T), host=False)
+        prepared["gradspec"] = Tm.host_call(lambda: predict(cell, params, T), host=False)
     np_args = prob.numpy64()
     rng = np.random.default_rng(0)
-    prepared["numpy_f64_loop"] = R.host_call(
+    prepared["numpy_f64_loop"] = Tm.host_call(
         lambda: sampled_numpy(np_args[0], np_args[1], np_args[2], rng)
     )
     if torch:
         targs, tsync = R.torch_args(torch, prob, device)
         gen = torch.Generator().manual_seed(0)
-        prepared["torch_loop"] = R.host_call(
+        prepared["torch_loop"] = Tm.host_call(
             lambda: sampled_torch(torch, targs[0], targs[2], gen), sync=tsync
         )
     else:
         recs.append(skip(method="torch_loop", reason=torch.reason))
-    t = R.time_calls(prepared, cfg)
+    t = Tm.time_calls(prepared, cfg)
     for name, first_s in first.items():  # first call minus best run
         if name in t:
             t[name].compile_s = max(0.0, first_s - t[name].best)
@@ -187,9 +180,9 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
 
     def stat_acc(mean, se, what):
         if ref is None:
-            return R.not_checked("no float64 prediction (predict failed)")
+            return Rec.not_checked("no float64 prediction (predict failed)")
         tol = 4 * math.hypot(se, ref.uncertainty) + 1e-3
-        return R.accuracy(
+        return Rec.accuracy(
             abs(mean - ref.measured_lyapunov),
             tol,
             f"|sampled lambda_max - reference| ({what}; 4 standard errors)",
@@ -202,7 +195,7 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
             tol = TOL_LAMBDA[dtype]
             if out.source != "mean-field":  # a sampled estimate: within its errors
                 tol = max(tol, 4 * math.hypot(out.uncertainty, ref.uncertainty))
-            acc = R.accuracy(
+            acc = Rec.accuracy(
                 abs(out.lyapunov - ref.lyapunov),
                 tol,
                 "|lambda_max error|",
@@ -220,7 +213,7 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
                 acc["within_tolerance"] and acc["sampled"]["within_tolerance"]
             )
         else:
-            acc = R.not_checked("no float64 prediction")
+            acc = Rec.not_checked("no float64 prediction")
         recs.append(
             rec(
                 method="gradspec",
@@ -243,7 +236,7 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
                 timing=t[name],
                 flops=flops,
                 flop_formula=formula,
-                accuracy=R.not_checked(
+                accuracy=Rec.not_checked(
                     "component timing (its value is checked "
                     "through predict and the library tests)"
                 ),
@@ -265,7 +258,7 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
                     lambda_sampled=mean,
                 )
             )
-    R.add_ratios(recs, "gradspec")
+    Rec.add_ratios(recs, "gradspec")
     main = next(
         (r for r in recs if r["method"] == "gradspec" and r["status"] == "ok"), None
     )

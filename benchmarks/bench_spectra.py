@@ -57,7 +57,9 @@ import numpy as np
 
 import gradspec
 
+from . import _records as Rec
 from . import _runner as R
+from . import _timing as Tm
 
 BENCH_PSV, BENCH_LYAP, BENCH_TOPK = (
     "product_singular_values",
@@ -78,7 +80,7 @@ MAX_SWEEPS = 30  # the library's default
 
 
 def psv_tolerance(dtype):
-    return PSV_TOL * math.sqrt(R.EPS[dtype])
+    return PSV_TOL * math.sqrt(Rec.EPS[dtype])
 
 
 def qr_flops(m, n):
@@ -160,9 +162,9 @@ def torch_jacobian_svd(torch, W, Wx, b, xs, h0):
 def psv_accuracy(out, ref, dtype, reference):
     out, ref = np.asarray(out, np.float64), np.asarray(ref, np.float64)
     scale = 1.0 + float(np.max(np.abs(ref)))
-    err = R.max_abs_error(out, ref) / scale
-    top1 = R.max_abs_error(out[:1], ref[:1])
-    return R.accuracy(
+    err = Rec.max_abs_error(out, ref) / scale
+    top1 = Rec.max_abs_error(out[:1], ref[:1])
+    return Rec.accuracy(
         err,
         psv_tolerance(dtype),
         "max_i |log s_i error| / (1 + max|log s|)",
@@ -175,9 +177,9 @@ def psv_accuracy(out, ref, dtype, reference):
 def lyap_accuracy(out, ref, dtype, reference, **extra):
     out, ref = np.asarray(out, np.float64), np.asarray(ref, np.float64)
     scale = 1.0 + float(np.max(np.abs(ref)))
-    top1 = R.max_abs_error(out[:1], ref[:1]) / (1.0 + abs(float(ref[0])))
-    acc = R.accuracy(
-        R.max_abs_error(out, ref) / scale,
+    top1 = Rec.max_abs_error(out[:1], ref[:1]) / (1.0 + abs(float(ref[0])))
+    acc = Rec.accuracy(
+        Rec.max_abs_error(out, ref) / scale,
         LYAP_TOL[dtype],
         "max_i |lambda_i error| / (1 + max|lambda|)",
         reference,
@@ -208,7 +210,7 @@ def _jax_ref(fn_maker, prob: R.Problem):
 
 def psv_case(cfg, env, peaks, device, prob: R.Problem, torch, *, baselines=True):
     N, T, B, dtype = prob.N, prob.T, prob.batch, prob.dtype
-    rec, skip = R.bind(env, BENCH_PSV, prob.case())
+    rec, skip = Rec.bind(env, BENCH_PSV, prob.case())
     c, p, xs, h0 = prob.cell, prob.params, prob.xs, prob.h0
     ax = (None, 0, 0)
     recs = []
@@ -217,20 +219,20 @@ def psv_case(cfg, env, peaks, device, prob: R.Problem, torch, *, baselines=True)
 
     # Phase 1: one sweep (exact flop count) and the naive routes, interleaved.
     prepared = {
-        "gradspec_1sweep": R.jax_call(R.batched(make_psv(c, 1), B, ax), p, xs, h0)
+        "gradspec_1sweep": Tm.jax_call(R.batched(make_psv(c, 1), B, ax), p, xs, h0)
     }
     if naive:
-        prepared["jacrev_svd"] = R.jax_call(make_jacrev_svd(c), p, xs, h0)
+        prepared["jacrev_svd"] = Tm.jax_call(make_jacrev_svd(c), p, xs, h0)
         if T <= cfg.loop_steps:
-            prepared["numpy_f64_product_svd"] = R.host_call(
+            prepared["numpy_f64_product_svd"] = Tm.host_call(
                 numpy_product_svd, *prob.numpy64()[:5]
             )
             if torch:
                 targs, tsync = R.torch_args(torch, prob, device)
-                prepared["torch_autograd_svd"] = R.host_call(
+                prepared["torch_autograd_svd"] = Tm.host_call(
                     lambda *a: torch_jacobian_svd(torch, *a), *targs[:5], sync=tsync
                 )
-    t1 = R.time_calls(prepared, cfg)
+    t1 = Tm.time_calls(prepared, cfg)
     one_sweep = t1["gradspec_1sweep"].best
     ref1 = _jax_ref(lambda cell: make_psv(cell, 1, "autodiff"), prob)
     recs.append(
@@ -242,7 +244,7 @@ def psv_case(cfg, env, peaks, device, prob: R.Problem, torch, *, baselines=True)
             flop_formula=PSV_SWEEP_FORMULA + " B (one forward + one backward sweep)",
             peaks=peaks,
             accuracy=psv_accuracy(
-                R.first_of(t1["gradspec_1sweep"].output, B),
+                Rec.first_of(t1["gradspec_1sweep"].output, B),
                 ref1,
                 dtype,
                 ref_name.replace("same max_sweeps", "max_sweeps=1"),
@@ -255,8 +257,8 @@ def psv_case(cfg, env, peaks, device, prob: R.Problem, torch, *, baselines=True)
     ref_default = None
     if (B == 1 or cfg.mode == "full") and worst <= 2 * cfg.budget_s:
         cheap = worst * (cfg.repeats + 1) <= cfg.budget_s
-        td = R.time_calls(
-            {"gradspec": R.jax_call(R.batched(make_psv(c), B, ax), p, xs, h0)},
+        td = Tm.time_calls(
+            {"gradspec": Tm.jax_call(R.batched(make_psv(c), B, ax), p, xs, h0)},
             cfg,
             warmup=cheap,
         )["gradspec"]
@@ -273,7 +275,7 @@ def psv_case(cfg, env, peaks, device, prob: R.Problem, torch, *, baselines=True)
                 flop_formula="s (28/3) N^3 T B, s = sweeps (estimated from time)",
                 peaks=peaks,
                 accuracy=psv_accuracy(
-                    R.first_of(td.output, B), ref_default, dtype, ref_name
+                    Rec.first_of(td.output, B), ref_default, dtype, ref_name
                 ),
                 sweeps_estimated=sweeps,
                 one_sweep_s=one_sweep,
@@ -301,7 +303,7 @@ def psv_case(cfg, env, peaks, device, prob: R.Problem, torch, *, baselines=True)
         acc = (
             psv_accuracy(t1[name].output, ref_default, dtype, ref_name)
             if ref_default is not None
-            else R.not_checked("no converged float64 reference in this mode")
+            else Rec.not_checked("no converged float64 reference in this mode")
         )
         recs.append(
             rec(
@@ -316,27 +318,27 @@ def psv_case(cfg, env, peaks, device, prob: R.Problem, torch, *, baselines=True)
         )
     if naive and not torch:
         recs.append(skip(method="torch_autograd_svd", reason=torch.reason))
-    R.add_ratios(recs, "gradspec" if ref_default is not None else "gradspec_1sweep")
+    Rec.add_ratios(recs, "gradspec" if ref_default is not None else "gradspec_1sweep")
     return recs
 
 
 def lyap_case(cfg, env, peaks, device, prob: R.Problem, torch, *, baselines=True):
     N, T, B, dtype = prob.N, prob.T, prob.batch, prob.dtype
-    rec, skip = R.bind(env, BENCH_LYAP, prob.case())
+    rec, skip = Rec.bind(env, BENCH_LYAP, prob.case())
     c, p, xs, h0 = prob.cell, prob.params, prob.xs, prob.h0
     prepared = {
-        "gradspec": R.jax_call(R.batched(make_lyap(c), B, (None, 0, 0)), p, xs, h0)
+        "gradspec": Tm.jax_call(R.batched(make_lyap(c), B, (None, 0, 0)), p, xs, h0)
     }
     loops = baselines and B == 1 and T <= cfg.loop_steps
     if loops:
         np_args = prob.numpy64()[:5]
-        prepared["numpy_f64_loop"] = R.host_call(numpy_benettin, *np_args, N)
+        prepared["numpy_f64_loop"] = Tm.host_call(numpy_benettin, *np_args, N)
         if torch:
             targs, tsync = R.torch_args(torch, prob, device)
-            prepared["torch_loop"] = R.host_call(
+            prepared["torch_loop"] = Tm.host_call(
                 lambda *a: torch_benettin(torch, *a, N), *targs[:5], sync=tsync
             )
-    t = R.time_calls(prepared, cfg)
+    t = Tm.time_calls(prepared, cfg)
     ref = _jax_ref(lambda cell: make_lyap(cell, None, "autodiff"), prob)
     ref_name = "float64 lyapunov_spectrum, method='autodiff'"
     recs = []
@@ -344,10 +346,10 @@ def lyap_case(cfg, env, peaks, device, prob: R.Problem, torch, *, baselines=True
         recs.append(skip(method="torch_loop", reason=torch.reason))
     for name, timing in t.items():
         lib = name == "gradspec"
-        out = R.first_of(timing.output, B) if lib else timing.output
+        out = Rec.first_of(timing.output, B) if lib else timing.output
         extra = {}
         if lib and "numpy_f64_loop" in t:
-            extra["cross_check_numpy_f64"] = R.max_abs_error(
+            extra["cross_check_numpy_f64"] = Rec.max_abs_error(
                 out, t["numpy_f64_loop"].output
             )
         recs.append(
@@ -361,7 +363,7 @@ def lyap_case(cfg, env, peaks, device, prob: R.Problem, torch, *, baselines=True
                 accuracy=lyap_accuracy(out, ref, dtype, ref_name, **extra),
             )
         )
-    R.add_ratios(recs, "gradspec")
+    Rec.add_ratios(recs, "gradspec")
     return recs
 
 
@@ -370,15 +372,15 @@ def topk_study(cfg, env, peaks, device) -> list:
     prob = R.rnn_problem(N, T, "float32", 1, device)
     c, p, xs, h0 = prob.cell, prob.params, prob.xs, prob.h0
     ks = sorted({N if k == "N" else min(int(k), N) for k in cfg.k_values})
-    prepared = {f"k={k}": R.jax_call(make_lyap(c, k), p, xs, h0) for k in ks}
-    t = R.time_calls(prepared, cfg)
+    prepared = {f"k={k}": Tm.jax_call(make_lyap(c, k), p, xs, h0) for k in ks}
+    t = Tm.time_calls(prepared, cfg)
     best = {k: t[f"k={k}"].best for k in ks}
     recs = []
     for k in ks:
         timing = t[f"k={k}"]
         ref = _jax_ref(lambda cell, k=k: make_lyap(cell, k, "autodiff"), prob)
         recs.append(
-            R.record(
+            Rec.record(
                 env=env,
                 benchmark=BENCH_TOPK,
                 method=f"gradspec_k{k}",
@@ -407,7 +409,7 @@ def topk_study(cfg, env, peaks, device) -> list:
         "library": True,
         "status": "ok",
         "reason": None,
-        **R.env_brief(env),
+        **Rec.env_brief(env),
         "dtype": "float32",
         "N": N,
         "T": T,
@@ -419,7 +421,7 @@ def topk_study(cfg, env, peaks, device) -> list:
         "flop_ratio_full_over_k1": lyap_flops(N, T, N) / lyap_flops(N, T, 1),
         "note": "t(k) ~ k^alpha fitted over k >= 4; O(T N^2 k) means alpha <= ~1 "
         "(an O(T N^3) method would be flat in k)",
-        "accuracy": R.not_checked("see the per-k records"),
+        "accuracy": Rec.not_checked("see the per-k records"),
     }
     return recs + [summary]
 
@@ -442,13 +444,13 @@ def roofline(cfg, env, peaks, device) -> list:
 
         a_n, a_p = square(N), square(n_peak)
         prepared = {
-            "psv_1sweep": R.jax_call(make_psv(c, 1), p, xs, h0),
-            "lyap_full": R.jax_call(make_lyap(c), p, xs, h0),
-            "matmul_N": R.jax_call(jnp.dot, a_n, a_n),
-            "matmul_peak": R.jax_call(jnp.dot, a_p, a_p),
-            "qr_N": R.jax_call(jnp.linalg.qr, a_n),
+            "psv_1sweep": Tm.jax_call(make_psv(c, 1), p, xs, h0),
+            "lyap_full": Tm.jax_call(make_lyap(c), p, xs, h0),
+            "matmul_N": Tm.jax_call(jnp.dot, a_n, a_n),
+            "matmul_peak": Tm.jax_call(jnp.dot, a_p, a_p),
+            "qr_N": Tm.jax_call(jnp.linalg.qr, a_n),
         }
-        t = R.time_calls(prepared, cfg)
+        t = Tm.time_calls(prepared, cfg)
         peak_same = max(
             2 * N**3 / t["matmul_N"].best, 2 * n_peak**3 / t["matmul_peak"].best
         )
@@ -466,7 +468,7 @@ def roofline(cfg, env, peaks, device) -> list:
 
         def add(bench, method, timing, flops, formula, accuracy, steps):
             recs.append(
-                R.record(
+                Rec.record(
                     env=env,
                     benchmark=bench,
                     method=method,
@@ -549,14 +551,14 @@ def run_targets(cfg, env, peaks, device) -> list:
     """Only the two studies the targets are judged on: top-k scaling and N >= 512."""
     R.log(f"[{BENCH_TOPK}] N, T = {cfg.k_case}, k = {cfg.k_values}")
     N, T = cfg.k_case
-    out = R.guarded(
+    out = Rec.guarded(
         lambda: topk_study(cfg, env, peaks, device),
         env=env,
         benchmark=BENCH_TOPK,
         case={"dtype": "float32", "N": N, "T": T, "batch": 1},
         method="scaling",
     )
-    out += R.guarded(
+    out += Rec.guarded(
         lambda: roofline(cfg, env, peaks, device),
         env=env,
         benchmark=BENCH_LYAP,

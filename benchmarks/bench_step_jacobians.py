@@ -33,7 +33,9 @@ import numpy as np
 
 import gradspec
 
+from . import _records as Rec
 from . import _runner as R
+from . import _timing as Tm
 
 BENCH = "step_jacobians"
 TOL = {"float32": 1e-4, "float64": 1e-12}
@@ -93,35 +95,35 @@ def rel_frob_error(J, ref):
 
 def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
     N, T, B, dtype = prob.N, prob.T, prob.batch, prob.dtype
-    rec, skip = R.bind(env, BENCH, prob.case())
+    rec, skip = Rec.bind(env, BENCH, prob.case())
     c, p, xs, h0 = prob.cell, prob.params, prob.xs, prob.h0
     itemsize = np.dtype(dtype).itemsize
     ax = (None, 0, 0)
-    prepared = {"gradspec": R.jax_call(R.batched(make_auto(c), B, ax), p, xs, h0)}
+    prepared = {"gradspec": Tm.jax_call(R.batched(make_auto(c), B, ax), p, xs, h0)}
     if 2 * N**3 * T * B <= 2e11 or cfg.mode == "full":
-        prepared["gradspec_autodiff"] = R.jax_call(
+        prepared["gradspec_autodiff"] = Tm.jax_call(
             R.batched(make_auto(c, "autodiff"), B, ax), p, xs, h0
         )
     prefix = min(T, cfg.loop_steps)
     if B == 1:
         np_args = prob.numpy64()[:5]
-        prepared["numpy_f64_loop"] = R.host_call(
+        prepared["numpy_f64_loop"] = Tm.host_call(
             numpy_jacobians, *np_args[:3], np_args[3][:prefix], np_args[4]
         )
         step_jac = jax.jit(jax.jacrev(c.step, argnums=1))
         step = jax.jit(c.step)
         jax.block_until_ready(step_jac(p, h0, xs[0]))  # compile outside the timing
         jax.block_until_ready(step(p, h0, xs[0]))
-        prepared["python_loop_jacrev"] = R.host_call(
+        prepared["python_loop_jacrev"] = Tm.host_call(
             python_loop_jacrev, step_jac, p, xs[:prefix], h0, step
         )
         if torch:
             targs, tsync = R.torch_args(torch, prob, device)
             targs[3] = targs[3][:prefix]
-            prepared["torch_autograd"] = R.host_call(
+            prepared["torch_autograd"] = Tm.host_call(
                 lambda *a: torch_jacobians(torch, *a), *targs[:5], sync=tsync
             )
-    t = R.time_calls(prepared, cfg)
+    t = Tm.time_calls(prepared, cfg)
 
     steps = sorted(
         set(range(min(CHECK_STEPS, T))) | set(range(max(0, T - CHECK_STEPS), T))
@@ -146,10 +148,10 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
         lib = name.startswith("gradspec")
         if lib:
             checked = steps
-            J = R.first_of(out, B)[steps]
+            J = Rec.first_of(out, B)[steps]
         else:  # the host loops ran the first `prefix` steps
             checked = [s for s in steps if s < prefix]
-            J = np.stack([R.to_numpy(out[s]) for s in checked])
+            J = np.stack([Rec.to_numpy(out[s]) for s in checked])
             if prefix < T:
                 ext = {
                     "seconds": timing.best * T / prefix,
@@ -158,7 +160,7 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
                     "how": "linear in T (one step per "
                     "iteration): time on the first steps x T / steps",
                 }
-        acc = R.accuracy(
+        acc = Rec.accuracy(
             rel_frob_error(J, ref[: len(checked)]),  # `checked` is a prefix of `steps`
             TOL[dtype],
             "max_t ||J_t - J_t^ref||_F / ||J_t^ref||_F"
@@ -190,7 +192,7 @@ def run_case(cfg, env, peaks, device, prob: R.Problem, torch) -> list:
         )
     if B == 1 and not torch:
         recs.append(skip(method="torch_autograd", reason=torch.reason))
-    R.add_ratios(recs, "gradspec")
+    Rec.add_ratios(recs, "gradspec")
     return recs
 
 

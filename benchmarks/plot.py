@@ -14,7 +14,7 @@ import json
 import os
 from collections import defaultdict
 
-from ._runner import as_float
+from ._records import as_float
 
 STYLE = {
     "pdf.fonttype": 42,

@@ -26,6 +26,7 @@ import numpy as np
 import gradspec
 
 from . import _runner as R
+from . import _timing as Tm
 
 K = 8
 
@@ -70,7 +71,7 @@ def main(argv=None):
     ap.add_argument("--T", type=int, default=1000)
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
-    device = R.select_device(args.device)
+    device = Tm.select_device(args.device)
     result = run(args.N, args.T, device)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)

@@ -6,7 +6,7 @@
 Modes: default (full grid: N in {64, 256, 1024, 4096 on accelerators} x T in {100, 1000,
 10000} x float32/float64 x batch {1, 64}; cases over the per-case budget are recorded
 as skipped with the reason), ``--quick`` (< 5 min on 2 CPU cores), ``--tiny`` (the
-test suite's smoke run). See ``benchmarks/_runner.py`` for the timing protocol and each
+test suite's smoke run). See ``benchmarks/_timing.py`` for the timing protocol and each
 ``bench_*.py`` for the methods and their FLOP counts.
 
 CPU note: jaxlib's CPU QR/SVD/eig call LAPACK in scipy's OpenBLAS, whose own thread
@@ -89,6 +89,7 @@ def main(argv=None) -> dict:
     # XLA's pool in the same process (measured: 100x slower torch calls). Before import.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from . import _runner as R
+    from . import _timing as Tm
     from . import (
         bench_gradient_profile,
         bench_predict,
@@ -104,11 +105,11 @@ def main(argv=None) -> dict:
         "predict": bench_predict.run,
     }
     t_start = time.perf_counter()
-    R.TORCH_THREADS = args.torch_threads
-    device = R.select_device(args.device)
+    Tm.TORCH_THREADS = args.torch_threads
+    device = Tm.select_device(args.device)
     mode = "tiny" if args.tiny else "quick" if args.quick else "full"
     cfg = R.make_config(mode, device.platform)
-    env = R.environment(device)
+    env = Tm.environment(device)
     env["openblas_num_threads"] = os.environ.get("OPENBLAS_NUM_THREADS")
     env["openblas_num_threads_set_by_runner"] = (
         blas_env is None and args.blas_threads > 0
@@ -128,7 +129,7 @@ def main(argv=None) -> dict:
     # float32 matmul is full precision by default: allow_tf32 is off.)
     env["matmul_precision"] = "highest"
     with jax.default_device(device), jax.default_matmul_precision("highest"):
-        peaks = R.measure_peaks(cfg, device)
+        peaks = Tm.measure_peaks(cfg, device)
         R.log(
             "matmul peak: "
             + ", ".join(
@@ -158,14 +159,14 @@ def main(argv=None) -> dict:
 
 def _write(out, mode, cfg, env, peaks, records, t_start, *, complete) -> tuple[dict, str]:
     """Write the JSON result and its Markdown summary (beside it, .md) so far."""
-    from . import _runner as R
+    from . import _records as Rec
     from .summary import markdown, targets
 
     env["load_average_end"] = (
         list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     )
     result = {
-        "schema_version": R.SCHEMA_VERSION,
+        "schema_version": Rec.SCHEMA_VERSION,
         "mode": mode,
         "complete": complete,
         "config": dict(vars(cfg)),
@@ -175,7 +176,7 @@ def _write(out, mode, cfg, env, peaks, records, t_start, *, complete) -> tuple[d
         "total_s": time.perf_counter() - t_start,
     }
     result["targets"] = targets(result)
-    result = R.sanitize(result)
+    result = Rec.sanitize(result)
     md = markdown(result)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     for path, text in ((out, json.dumps(result, indent=1, allow_nan=False)),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._runner import as_float
+from ._records import as_float
 
 #: The issue's targets.
 GOAL_PROFILE_VS_PLAIN = 2.0  # gradient_profile time <= 2x one plain forward+backward

@@ -5,7 +5,7 @@ A (sigma_w x sigma_b) grid of tanh RNN points, two measurements: ``mean_field``
 steps). Each device count runs in its own subprocess, because the number of emulated
 CPU devices (``XLA_FLAGS=--xla_force_host_platform_device_count=n``) is fixed when jax
 starts. Inside each subprocess, after compilation, the methods are timed in
-interleaved rounds (as ``benchmarks/_runner.py`` does), best round reported:
+interleaved rounds (as ``benchmarks/_timing.py`` does), best round reported:
 
 - ``sweep``: :func:`gradspec.sweep.sweep` in memory, its default chunk size (16 points
   per device for ``lyapunov``, 256 for ``mean_field``);
@@ -39,12 +39,17 @@ import sys
 import tempfile
 import time
 
+import jax
+import numpy as np
+
+import gradspec
+import gradspec.sweep as gs
+from gradspec import theory
+
 DEVICE_COUNTS = (1, 2, 4, 8)
 
 
 def _grid(points: int) -> dict:
-    import numpy as np
-
     side = int(round(points**0.5))
     if side * side != points:
         raise SystemExit(f"--points must be a square; got {points}")
@@ -60,13 +65,6 @@ def _options(args) -> dict:
 
 def _loop_fn(name, options):
     """One jitted single-point call per grid point, from Python."""
-    import jax
-    import numpy as np
-
-    import gradspec
-    import gradspec.sweep as gs
-    from gradspec import theory
-
     if name == "mean_field":
         def one(w, b, key):
             return theory.mean_field("tanh", np.float32(w), sigma_b=np.float32(b)).lambda_max
@@ -83,10 +81,6 @@ def _loop_fn(name, options):
 
 
 def _worker(args) -> list:
-    import jax
-
-    import gradspec.sweep as gs
-
     grid, ndev = _grid(args.points), len(jax.local_devices())
     points = [(w, b) for w in grid["sigma_w"] for b in grid["sigma_b"]]
     keys = [jax.random.fold_in(jax.random.key(0), i) for i in range(len(points))]
@@ -181,8 +175,6 @@ def main(argv=None) -> int:
     if args.worker:
         print(json.dumps(_worker(args)))
         return 0
-
-    import jax
 
     rows = []
     for n in args.devices:

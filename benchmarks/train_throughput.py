@@ -4,7 +4,7 @@ For a vanilla tanh RNN and an LSTM (N = 128) on the adding task (T = 100, batch 
 Adam, float32) it times optimizer steps per second of
 
 - ``jax``: one run, the compiled ``lax.scan`` over steps that
-  :func:`gradspec.train.train` uses (fresh batch, forward, backward, gradient
+  :func:`gradspec.train` uses (fresh batch, forward, backward, gradient
   records, Adam update per step);
 - ``jax_vmap16``: 16 seeds trained at once by ``jax.vmap`` (steps/s of each run;
   ``seed_steps_per_s`` = 16 x that);
@@ -36,7 +36,9 @@ import time
 
 import jax
 import jax.numpy as jnp
+import jaxlib
 import numpy as np
+import optax
 
 from gradspec.training import TrainConfig
 from gradspec.training.loop import _init_carry, _resolve, _run_chunk
@@ -168,9 +170,6 @@ def _bench_torch(torch, cell: str, steps: int, repeats: int) -> dict:
 
 
 def device_info() -> dict:
-    import jaxlib
-    import optax
-
     try:  # the version only: torch itself is imported by the worker processes
         torch_version = importlib.metadata.version("torch")
     except importlib.metadata.PackageNotFoundError:

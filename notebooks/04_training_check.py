@@ -19,7 +19,7 @@
 #
 # 1. **predicts** the regime from the initial parameters alone (`gradspec.predict`,
 #    driven by the task's own inputs), then
-# 2. **trains** with optax (`gradspec.train.train`) and reads off the outcome:
+# 2. **trains** with optax (`gradspec.train`) and reads off the outcome:
 #    `solved`, `stalled` (the loss stays near chance: what vanishing gradients do) or
 #    `diverged` (non-finite loss: what exploding gradients do without clipping).
 #

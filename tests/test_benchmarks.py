@@ -229,7 +229,7 @@ def test_per_lag_extrapolation_is_exact_for_linear_times():
 
 
 def test_sanitize_makes_strict_json():
-    from benchmarks._runner import as_float, sanitize
+    from benchmarks._records import as_float, sanitize
 
     out = sanitize({"a": [math.inf, -math.inf, math.nan, np.float32(1.5)], "b": (1, 2)})
     assert out == {"a": ["inf", "-inf", "nan", 1.5], "b": [1, 2]}
@@ -324,6 +324,7 @@ def test_time_calls_rounds_and_warmup():
     import dataclasses
 
     from benchmarks import _runner as R
+    from benchmarks import _timing as Tm
 
     # round_budget_s = 0: no extra rounds for cheap methods, only the base count
     cfg = dataclasses.replace(
@@ -339,10 +340,10 @@ def test_time_calls_rounds_and_warmup():
         return call
 
     prepared = {
-        "a": R.Prepared(counter("a"), 0.5, sync=lambda out: out),
-        "b": R.Prepared(counter("b"), None, sync=lambda out: out, host=True),
+        "a": Tm.Prepared(counter("a"), 0.5, sync=lambda out: out),
+        "b": Tm.Prepared(counter("b"), None, sync=lambda out: out, host=True),
     }
-    t = R.time_calls(prepared, cfg)
+    t = Tm.time_calls(prepared, cfg)
     # one warm-up each (its output kept, excluded from the rounds), then the rounds;
     # host baselines are capped at host_repeats
     assert calls == {"a": 4, "b": 3}
@@ -351,7 +352,7 @@ def test_time_calls_rounds_and_warmup():
     assert t["a"].best == min(t["a"].times_s)
 
     calls.update(a=0, b=0)
-    t = R.time_calls(prepared, cfg, warmup=False)
+    t = Tm.time_calls(prepared, cfg, warmup=False)
     # the first run is the first timed round: the same number of rounds, one call less
     assert calls == {"a": 3, "b": 2}
     assert [len(t["a"].times_s), len(t["b"].times_s)] == [3, 2]

@@ -18,6 +18,7 @@ import gradspec
 import gradspec.plots as gp
 import gradspec.style as gs_style
 from gradspec import figures, theory
+from gradspec.cli import figures as figures_cli
 
 LN10 = math.log(10.0)
 
@@ -518,25 +519,7 @@ def test_figures_generate_caches_and_redraws(tmp_path, small_figures):
     assert logs[-1].startswith("[computed] singular_values")
 
 
-def test_figures_skip_what_is_missing(tmp_path, monkeypatch, small_figures):
-    spec = figures.FIGURES["singular_values"]
-    monkeypatch.setitem(
-        figures.FIGURES,
-        "needs_missing",
-        figures._Figure(
-            spec.compute,
-            spec.draw,
-            spec.full,
-            spec.quick,
-            requires="gradspec.no_such_module",
-        ),
-    )
-    logs = []
-    out = figures.generate(
-        tmp_path, quick=True, only=["needs_missing"], log=logs.append
-    )
-    assert out == {"needs_missing": None}
-    assert "skip" in logs[0] and "gradspec.no_such_module" in logs[0]
+def test_figures_unknown_name(tmp_path):
     with pytest.raises(ValueError, match="name"):
         figures.generate(tmp_path, only=["nope"])
 
@@ -545,7 +528,7 @@ def test_figures_command_line(tmp_path, capsys, small_figures):
     import argparse
 
     assert (
-        figures.main(
+        figures_cli.main(
             [
                 "--quick",
                 "--out",
@@ -564,8 +547,8 @@ def test_figures_command_line(tmp_path, capsys, small_figures):
     assert "1 of 1 figures" in capsys.readouterr().out
     parser = argparse.ArgumentParser(prog="gradspec")
     sub = parser.add_subparsers(dest="command")
-    figures.add_parser(sub)
+    figures_cli.add_parser(sub)
     args = parser.parse_args(
         ["figures", "--quick", "--out", "x", "--only", "phase_diagram"]
     )
-    assert args.run is figures.run and args.quick and args.only == ["phase_diagram"]
+    assert args.run is figures_cli.run and args.quick and args.only == ["phase_diagram"]

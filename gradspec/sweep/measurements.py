@@ -335,7 +335,7 @@ register(
     _train,
     batched=False,
     normalize=_normalize_train,
-    description="gradspec.train.train per point (Python loop; it vmaps over `seeds` "
+    description="gradspec.train per point (Python loop; it vmaps over `seeds` "
     "itself): final_loss, outcome, loss curve, gradient lags",
     chunk_size=1,
 )

@@ -1,6 +1,6 @@
 r"""Close the loop: predict each configuration's regime, train it, and compare.
 
-For every :class:`gradspec.train.TrainConfig` in a grid, :func:`verify`
+For every :class:`gradspec.TrainConfig` in a grid, :func:`verify`
 
 1. predicts from the initial params alone (:func:`gradspec.predict`, driven by a
    sample of the task's own inputs, so the input drive enters the mean field);

@@ -1,0 +1,70 @@
+"""Equinox: ``from_equinox`` for ``equinox.nn.LSTMCell`` and ``GRUCell``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..cells import Cell
+from ._common import _build, _check_dtype, _check_gated, _to_numpy
+
+
+def from_equinox(cell, *, dtype=None) -> tuple[Cell, dict]:
+    r"""A gradspec cell and params from an ``equinox.nn.LSTMCell`` or ``GRUCell``.
+
+    Equinox uses PyTorch's gate layout with one input-side ``bias``: the LSTM maps to
+    ``bias_ih = bias``, ``bias_hh = 0``. Its GRU adds ``bias_n`` inside the reset
+    product, :math:`n = \tanh(W_{in} x + b_{in} + r \odot (W_{hn} h + b_n))`, and writes
+    :math:`h' = n + z \odot (h - n) = (1 - z) n + z h`: PyTorch's GRU with
+    ``bias_ih = bias``, ``bias_hh = (0, 0, bias_n)``. ``use_bias=False`` gives zero
+    biases. Equinox's LSTM state ``(h, c)`` is gradspec's ``concat(h, c)``.
+
+    Args:
+        cell: an ``equinox.nn.LSTMCell`` or ``equinox.nn.GRUCell``.
+        dtype: dtype of the returned params; by default float64 if the weights are
+            float64 and ``jax_enable_x64`` is on, else float32.
+
+    Returns:
+        ``(cell, params)`` as in :func:`from_torch`.
+
+    Raises:
+        TypeError: anything but an Equinox LSTMCell or GRUCell.
+
+    Examples:
+        >>> import jax, equinox as eqx
+        >>> from gradspec.interop import from_equinox
+        >>> gru = eqx.nn.GRUCell(input_size=3, hidden_size=8, key=jax.random.key(0))
+        >>> cell, params = from_equinox(gru)
+        >>> type(cell).__name__, params["bias_hh"].shape
+        ('GRU', (24,))
+    """
+    dtype = _check_dtype(dtype)
+    if not type(cell).__module__.startswith("equinox"):
+        raise TypeError(
+            "`cell` must be an equinox.nn.LSTMCell or GRUCell; "
+            f"got {type(cell).__name__}."
+        )
+    import equinox as eqx
+
+    if isinstance(cell, eqx.nn.LSTMCell):
+        kind = "lstm"
+    elif isinstance(cell, eqx.nn.GRUCell):
+        kind = "gru"
+    else:
+        raise TypeError(
+            "`cell` must be an equinox.nn.LSTMCell or GRUCell; "
+            f"got {type(cell).__name__}."
+        )
+    w_ih = _to_numpy(cell.weight_ih, "cell.weight_ih")
+    w_hh = _to_numpy(cell.weight_hh, "cell.weight_hh")
+    rows, n = w_hh.shape
+    zeros = np.zeros((rows,), w_hh.dtype)
+    bias = getattr(cell, "bias", None)
+    b_ih = zeros if bias is None else _to_numpy(bias, "cell.bias")
+    b_hh = zeros
+    if kind == "gru" and getattr(cell, "bias_n", None) is not None:
+        b_n = _to_numpy(cell.bias_n, "cell.bias_n")
+        b_hh = np.concatenate([np.zeros((2 * n,), b_n.dtype), b_n])
+    raw = {"weight_ih": w_ih, "weight_hh": w_hh, "bias_ih": b_ih, "bias_hh": b_hh}
+    source = f"Equinox {type(cell).__name__}"
+    _check_gated(raw, kind, source)
+    return _build(kind, None, raw, dtype)
