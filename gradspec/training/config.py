@@ -131,11 +131,14 @@ class TrainConfig:
         seed: PRNG seed in [0, 2**32) of the params and the data stream.
         lags: lags k in [0, L] at which the gradient norm w.r.t. :math:`h_{L-k}` is
             recorded (L = sequence length); ``None`` picks (0, 1, L//4, L//2, L).
+        record_every: record the transported gradient
+            (:attr:`TrainResult.log_transported`) at steps 0, n, 2n, ... only
+            (it costs one extra reverse pass over max(lags) steps where it runs).
         dtype: ``"float32"``, ``"float64"`` or ``None`` (float32, or float64 under x64).
         solved_below: ``solved`` means final loss < ``solved_below`` x baseline.
 
     Examples:
-        >>> from gradspec.train import TrainConfig
+        >>> from gradspec.training import TrainConfig
         >>> TrainConfig(task="adding", T=20, hidden=16).lags
         (0, 1, 5, 10, 20)
     """
@@ -157,6 +160,7 @@ class TrainConfig:
     tbptt: int = 0
     seed: int = 0
     lags: Sequence[int] | None = None
+    record_every: int = 1
     dtype: str | None = None
     solved_below: float = 0.1
 
@@ -203,6 +207,7 @@ class TrainConfig:
             ) from None
         set_("tbptt", check_int("tbptt", self.tbptt, 0))
         set_("seed", check_int("seed", self.seed, 0, _MAX_SEED))
+        set_("record_every", check_int("record_every", self.record_every, 1))
         L = spec.length
         if self.lags is None:
             set_("lags", tuple(sorted({0, 1, L // 4, L // 2, L})))

@@ -143,9 +143,17 @@ def _init_params(config: TrainConfig, key) -> dict:
     }
 
 
+def _readout(config: TrainConfig, params, hs):
+    """Outputs (..., K) of states hs (..., S): the readout reads the visible part."""
+    cell = config.make_cell()
+    n_out = cell.output_size(cell.state_size(config.hidden))
+    b = params["readout"]["b"]
+    return hs[..., :n_out] @ params["readout"]["W"].T + b.reshape((1,) * (hs.ndim - 1) + b.shape)
+
+
 def _forward(config: TrainConfig, params, xs, eps):
-    """Outputs (L, K) for one sequence xs (L, D); eps (L + 1, S) is added to h_0..h_L
-    (zeros: its gradient is dL/dh_t)."""
+    """Outputs (L, K) and states h_1..h_L (L, S) for one sequence xs (L, D); eps
+    (L + 1, S) is added to h_0..h_L (zeros: its gradient is dL/dh_t)."""
     cell = config.make_cell()
     n_out = cell.output_size(cell.state_size(config.hidden))
     L, w = xs.shape[0], config.tbptt
@@ -163,11 +171,33 @@ def _forward(config: TrainConfig, params, xs, eps):
 
     h0 = cut(0, eps[0])  # h_0 = 0 + eps_0
     _, hs = lax.scan(body, h0, (jnp.arange(1, L + 1), xs, eps[1:]))
-    readout = params["readout"]
-    return hs[:, :n_out] @ readout["W"].T + readout["b"][None, :]
+    return _readout(config, params, hs), hs
 
 
-_apply = jax.jit(_forward, static_argnums=0)
+@functools.partial(jax.jit, static_argnums=0)
+def _apply(config, params, xs, eps):
+    return _forward(config, params, xs, eps)[0]
+
+
+def _log_transported(config: TrainConfig, params, xs, hs, target):
+    r"""log ||d p_L / d h_{L-k}|| for k = 0..K (K = max lag) of one sequence: the
+    gradient of the last position's loss carried back through the recurrence alone.
+
+    :math:`v_0 = \partial p_L / \partial h_L` through the readout, then
+    :math:`v_{k+1} = v_k J_{L-k}` by the cell's own vjp along the run's states
+    (no truncation: it is the network's transport, whatever ``tbptt`` cuts)."""
+    cell, K, L = config.make_cell(), max(config.lags), xs.shape[0]
+    kind = config.spec.kind
+    v0 = jax.grad(lambda h: _tasks.position_loss(kind, _readout(config, params, h), target))(
+        hs[-1])
+    prev = jnp.concatenate([jnp.zeros_like(hs[:1]), hs[:-1]])  # h_{t-1} for t = 1..L
+
+    def back(v, inputs):
+        h_prev, x = inputs
+        return cell.vjp(params["cell"], h_prev, x, v), _log_norm(v, -1)
+
+    v_K, logs = lax.scan(back, v0, (prev[L - K:][::-1], xs[L - K:][::-1]))
+    return jnp.concatenate([logs, _log_norm(v_K, -1)[None]])
 
 
 def _keys(seed):
@@ -222,14 +252,25 @@ def _train_step(config: TrainConfig, optimizer, carry, step):
 
     def objective(params, eps):
         forward = functools.partial(_forward, config)
-        outputs = jax.vmap(forward, in_axes=(None, 0, 0))(params, batch.inputs, eps)
-        return _tasks.loss(batch, outputs)
+        outputs, hs = jax.vmap(forward, in_axes=(None, 0, 0))(params, batch.inputs, eps)
+        return _tasks.loss(batch, outputs), hs
 
-    loss, (grads, g_eps) = jax.value_and_grad(objective, argnums=(0, 1))(params, eps)
+    (loss, hs), (grads, g_eps) = jax.value_and_grad(objective, argnums=(0, 1), has_aux=True)(
+        params, eps)
     # g_eps[b, t] = dL/dh_t of example b = (1/B) d l_b / d h_t, with mean_b l_b = L.
     # Only the recorded states: h_0, then h_{L-k} for k in lags.
     t = np.concatenate([[0], L - np.asarray(config.lags)])
     log_g = jnp.mean(_log_norm(g_eps[:, t], -1), axis=0) + math.log(B)
+
+    def transported():
+        one = functools.partial(_log_transported, config, params)
+        logs = jax.vmap(one)(batch.inputs, hs, batch.targets[:, -1])
+        return jnp.mean(logs[:, np.asarray(config.lags)], axis=0)
+
+    # Every record_every steps (the step counter is not batched, so under the seeds'
+    # vmap this stays a branch and the other steps pay nothing).
+    log_tr = lax.cond(step % config.record_every == 0, transported,
+                      lambda: jnp.full(len(config.lags), jnp.nan, dtype))
     with _optax_promotion():
         updates, new_opt_state = optimizer.update(grads, opt_state, params)
     new_params = optax.apply_updates(params, updates)
@@ -247,6 +288,7 @@ def _train_step(config: TrainConfig, optimizer, carry, step):
         "grad_norm": jnp.where(alive, _global_norm(grads), nan),
         "log_grad_h0": jnp.where(alive, log_g[0], nan),
         "log_grad_lags": jnp.where(alive, log_g[1:], nan),
+        "log_transported": jnp.where(alive, log_tr, nan),
         "finite": ok,
     }
     return (params, opt_state, ok, k_data), record
@@ -282,6 +324,7 @@ _ARRAY_FIELDS = (
     "grad_norm",
     "log_grad_h0",
     "log_grad_lags",
+    "log_transported",
     "finite",
     "final_loss",
     "diverged_at",
@@ -312,6 +355,8 @@ class TrainResult:
     log_grad_lags: (
         jax.Array
     )  # (steps, n_lags) mean_b log ||d l_b / d h_{L-k}||, k = lags
+    log_transported: jax.Array  # (steps, n_lags) mean_b log ||d p_{b,L} / d h_{L-k}||
+    #   through the recurrence alone (NaN on steps not recorded, see record_every)
     finite: jax.Array  # (steps,) bool: this step and all before it were finite
     final_loss: jax.Array  # () mean loss over the last ceil(steps / 10) steps
     diverged_at: jax.Array  # () int, first non-finite step, -1 if none
@@ -402,17 +447,26 @@ def train(
 
     Each step draws a fresh batch, computes the task loss of the readout
     :math:`y_t = W h_t + b` (h: the cell's visible output), takes one optax step and
-    records the loss, the global gradient norm and the observed gradient profile
+    records the loss, the global gradient norm and two gradient profiles over the lags
+    k in ``config.lags`` (B = ``config.batch``, L = sequence length):
 
     .. math::
-        \log g_k = \frac1B \sum_b \log \Big\| \frac{\partial \ell_b}{\partial h_{L-k}}
-        \Big\|, \qquad k \in \texttt{config.lags},
+        \log \tau_k = \frac1B \sum_b \log \Big\|
+            \frac{\partial p_{b,L}}{\partial h_{b,L}}\, J_{b,L} \cdots J_{b,L-k+1}
+            \Big\| \quad (\texttt{log\_transported}), \qquad
+        \log g_k = \frac1B \sum_b \log \Big\|
+            \frac{\partial \ell_b}{\partial h_{b,L-k}} \Big\|
+            \quad (\texttt{log\_grad\_lags}).
 
-    the total derivative through all later steps (B = ``config.batch``, L = sequence
-    length, :math:`\ell_b` the loss of example b). For the adding task (loss at the
-    last step only) :math:`\log g_k` is the batch mean of
-    :func:`gradspec.gradient_profile` at lag k with ``readout``
-    :math:`= \partial \ell_b / \partial h_L`.
+    :math:`\tau_k` is the *transported* gradient: the loss :math:`p_{b,L}` of the last
+    position (every task puts loss there) carried back through the recurrence alone;
+    it is the batch mean of :func:`gradspec.gradient_profile` at lag k with
+    ``readout`` :math:`= \partial p_{b,L} / \partial h_L`, and the quantity that
+    decides whether a dependency k steps long can be learned (:func:`gradspec.verify`
+    reads its rate). :math:`g_k` is the total derivative of the example's whole loss
+    :math:`\ell_b`; where the loss has many positions (copy) the local terms dominate
+    it at every lag, so its slope says little about memory. For the adding task (loss
+    at the last step only) the two coincide up to the constant factor of the mean.
 
     Outcomes, judged against the task's chance-level loss ``baseline``:
 
@@ -443,7 +497,7 @@ def train(
             without x64.
 
     Examples:
-        >>> from gradspec.train import TrainConfig, train
+        >>> from gradspec.training import TrainConfig, train
         >>> config = TrainConfig(hidden=8, T=10, batch=16, steps=20)
         >>> result = train(config, seeds=[0, 1], progress=False)
         >>> result.loss.shape, result.log_grad_lags.shape, len(result.outcome)
@@ -507,7 +561,7 @@ def init_params(config: TrainConfig, *, seed: int | None = None) -> dict:
     size (N), ``b`` is (K,). ``seed`` defaults to ``config.seed``.
 
     Examples:
-        >>> from gradspec.train import TrainConfig, init_params
+        >>> from gradspec.training import TrainConfig, init_params
         >>> params = init_params(TrainConfig(hidden=8, T=10))
         >>> params["cell"]["W_hh"].shape, params["readout"]["W"].shape
         ((8, 8), (1, 8))
@@ -523,7 +577,7 @@ def task_batch(
     """The batch a run of ``config`` trains on at ``step`` (0-based).
 
     Examples:
-        >>> from gradspec.train import TrainConfig, task_batch
+        >>> from gradspec.training import TrainConfig, task_batch
         >>> task_batch(TrainConfig(T=10, batch=4), step=3).inputs.shape
         (4, 10, 2)
     """
@@ -539,7 +593,7 @@ def apply(config: TrainConfig, params, xs) -> jax.Array:
 
     Examples:
         >>> import jax.numpy as jnp
-        >>> from gradspec.train import TrainConfig, apply, init_params
+        >>> from gradspec.training import TrainConfig, apply, init_params
         >>> config = TrainConfig(hidden=8, T=10)
         >>> apply(config, init_params(config), jnp.zeros((10, 2))).shape
         (10, 1)

@@ -40,6 +40,7 @@ __all__ = [
     "generate",
     "describe",
     "loss",
+    "position_loss",
 ]
 
 
@@ -346,14 +347,19 @@ def loss(task: Task, outputs: jax.Array, *, per_example: bool = False) -> jax.Ar
     return _loss(task, outputs, per_example)
 
 
+def position_loss(kind: str, outputs: jax.Array, targets: jax.Array) -> jax.Array:
+    r"""The loss :math:`p` of each position: outputs and targets (..., K) -> (...).
+
+    ``"mse"``: :math:`\sum_k (y_k - t_k)^2`; ``"xent"``: :math:`-\sum_k t_k \log
+    \mathrm{softmax}(y)_k` (targets one-hot, outputs logits)."""
+    if kind == "mse":
+        return jnp.sum((outputs - targets) ** 2, axis=-1)
+    return -jnp.sum(targets * jax.nn.log_softmax(outputs, axis=-1), axis=-1)
+
+
 @functools.partial(jax.jit, static_argnums=2)
 def _loss(task, outputs, per_example):
-    if task.kind == "mse":
-        per_position = jnp.sum((outputs - task.targets) ** 2, axis=-1)
-    else:
-        per_position = -jnp.sum(
-            task.targets * jax.nn.log_softmax(outputs, axis=-1), axis=-1
-        )
+    per_position = position_loss(task.kind, outputs, task.targets)
     weighted = task.mask * per_position
     total = jnp.sum(task.mask)
     if per_example:
