@@ -14,7 +14,7 @@ $(BIN)/python:
 # while an unpinned torch would pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test,torch,flax,equinox]'
+	$(BIN)/pip install -q -e '.[test,torch,flax,equinox,data]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -22,6 +22,9 @@ def check_finite(name: str, x) -> None:
 
 
 def check_floating(name: str, x) -> None:
+    if isinstance(x, (str, bytes)) or (isinstance(x, np.ndarray) and x.dtype.kind in "OSU"):
+        raise TypeError(f"`{name}` must be a floating array; got {type(x).__name__} "
+                        f"{x!r:.60}.")
     dtype = jnp.result_type(x)
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"`{name}` must have a floating dtype (float32/float64); got {dtype}.")

@@ -42,7 +42,7 @@ class Cell:
 
     def step(self, params: Params, state: jax.Array, x: jax.Array) -> jax.Array:
         """One step ``h_t = F(params, h_{t-1}, x_t)``; ``state`` (S,), ``x`` (D,)."""
-        raise NotImplementedError
+        raise self._missing("step(self, params, state, x) -> state")
 
     def state_size(self, hidden: int) -> int:
         """Length S of the flat state for ``hidden`` units."""
@@ -50,18 +50,26 @@ class Cell:
 
     def hidden_size(self, params: Params) -> int:
         """Number of hidden units N read off ``params``."""
-        raise NotImplementedError
+        raise self._missing("hidden_size(self, params) -> int")
 
     def input_size(self, params: Params) -> int:
         """Input dimension D read off ``params``."""
-        raise NotImplementedError
+        raise self._missing("input_size(self, params) -> int (or None: any D)")
 
     def param_shapes(self, hidden: int, inputs: int) -> dict[str, tuple[int, ...]]:
         """Expected shape of every parameter."""
-        raise NotImplementedError
+        raise self._missing("param_shapes(self, hidden, inputs) -> dict of shapes")
 
     def init(self, key, hidden: int, inputs: int, *, recurrent_init=None, dtype=None):
-        raise NotImplementedError
+        """A params dict for ``hidden`` units and ``inputs`` input channels."""
+        raise self._missing("init(self, key, hidden, inputs, *, recurrent_init=None, "
+                            "dtype=None) -> params")
+
+    def _missing(self, signature: str) -> NotImplementedError:
+        return NotImplementedError(
+            f"{type(self).__name__} must implement `{signature}` (a gradspec Cell "
+            "subclass defines step, hidden_size, input_size and param_shapes; or wrap a "
+            "step function as gradspec.cells.StepCell(step_fn, size=S)).")
 
     def output_size(self, state_size: int) -> int:
         """How many leading state entries are the visible output h (rest: memory)."""
@@ -405,4 +413,11 @@ def check_trajectory_inputs(cell, params, xs, h0):
     check_finite("xs", xs)
     size = cell.state_size(cell.hidden_size(params))
     h0 = jnp.zeros((size,), dtype) if h0 is None else check_state_vector("h0", h0, size, dtype)
-    return cell, jnp.asarray(xs, dtype), h0
+    xs = jnp.asarray(xs, dtype)
+    if isinstance(cell, StepCell):  # the user's step must keep the state's size
+        out = jax.eval_shape(cell.step, params, h0, xs[0])
+        if getattr(out, "shape", None) != (size,):
+            raise ValueError(
+                f"`step_fn` must return a state of shape ({size},) (StepCell size={size}); "
+                f"it returned shape {getattr(out, 'shape', None)}.")
+    return cell, xs, h0

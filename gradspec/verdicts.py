@@ -11,12 +11,18 @@ where :math:`\lambda_{max}` is the top Lyapunov exponent of the dynamics (natura
 step, the asymptotic growth rate of :math:`\|\partial L/\partial h_{T-k}\|` in k) and the
 threshold is
 
-.. math:: \tau = \max\big(1/T,\; 2\,\delta\lambda\big).
+.. math:: \tau = \frac{\ln F}{T} + 2\,\delta\lambda, \qquad F = 10 \text{ by default.}
 
-Why: with :math:`|\lambda_{max}| \le 1/T` the gradient changes by less than a factor
-:math:`e` over the whole horizon T, which is what "critical" means for training at that
-length; and a rate within two standard errors :math:`\delta\lambda` of zero has an
-unresolved sign. The time scale is :math:`\xi = 1/|\lambda_{max}|` steps.
+Why: with :math:`|\lambda_{max}| \le \ln F / T` the gradient changes by less than a
+factor F over the whole horizon T, which is what "critical" means for training at that
+length (``factor=`` sets F); and a rate within two standard errors :math:`\delta\lambda`
+of that edge has an unresolved regime, so the band widens by them. The time scale is
+:math:`\xi = 1/|\lambda_{max}|` steps.
+
+The verdict is about the network in hand: theory (mean field, the fixed point) explains
+and extrapolates, and :func:`predict` reports it only where the network's own sampled
+exponent agrees with it within that exponent's uncertainty; otherwise the measurement
+decides and ``reasons`` names the assumption that broke.
 """
 
 from __future__ import annotations
@@ -38,7 +44,10 @@ from .cells import LSTM, RNN, as_cell, check_params, check_trajectory_inputs
 from .measure.jacobians import _states, gradient_profile, profile_rate
 from .measure.spectra import _frame_sweeps, lyapunov_spectrum, weight_spectrum
 
-__all__ = ["Prediction", "Diagnosis", "predict", "diagnose", "classify"]
+__all__ = ["Prediction", "Diagnosis", "predict", "diagnose", "classify", "regime_threshold"]
+
+#: F: "critical" means the gradient changes by less than this factor over the horizon T.
+CRITICAL_FACTOR = 10.0
 
 #: Trajectories sampled by :func:`predict`, their length and the steps discarded first.
 SAMPLES, SAMPLE_STEPS, SAMPLE_WARMUP = 8, 512, 128
@@ -62,6 +71,20 @@ def classify(lambda_max: float, tol: float) -> str:
     if lambda_max < -tol:
         return "vanishing"
     return "exploding" if lambda_max > tol else "critical"
+
+
+def regime_threshold(T: int, uncertainty: float = 0.0, factor: float = CRITICAL_FACTOR) -> float:
+    r"""The critical band's half-width :math:`	au = \ln F / T + 2\,\delta\lambda`.
+
+    Examples:
+        >>> from gradspec.verdicts import regime_threshold
+        >>> round(regime_threshold(100), 5)  # ln 10 / 100: a factor 10 over 100 steps
+        0.02303
+    """
+    if not (isinstance(factor, (int, float)) and factor > 1):
+        raise ValueError(f"`factor` must be a number > 1; got {factor!r}.")
+    widen = 2 * uncertainty if math.isfinite(uncertainty) else 0.0
+    return math.log(factor) / T + widen
 
 
 def _timescale(lam: float) -> float:
@@ -97,7 +120,7 @@ class Prediction(_Record):
     regime: str  # "vanishing" | "critical" | "exploding"
     lyapunov: float  # lambda_max, the predicted top Lyapunov exponent
     uncertainty: float  # standard error of lambda_max over sampled trajectories
-    threshold: float  # tau = max(1/T, 2 uncertainty): |lambda_max| <= tau is "critical"
+    threshold: float  # tau = ln(F)/T + 2 uncertainty: |lambda_max| <= tau is "critical"
     timescale: float  # 1 / |lambda_max| steps (inf when lambda_max = 0)
     T: int  # horizon the verdict is for
     log_gradient_ratio: float  # predicted log ||dL/dh_0|| / ||dL/dh_T|| = T lambda_max
@@ -112,13 +135,17 @@ class Prediction(_Record):
 class Diagnosis(_Record):
     """What :func:`diagnose` measured along one input sequence."""
 
-    regime: str  # classify(lyapunov, 1/T)
-    lyapunov: float  # top Lyapunov exponent along xs (warm-up T//10 discarded)
-    profile_rate: float  # slope of log||dL/dh_{T-k}|| in k
-    log_gradient_ratio: float  # log ||dL/dh_0|| / ||dL/dh_T||
+    regime: str  # classify(rate, ln(F)/T); rate = loss_rate with a readout, else lyapunov
+    lyapunov: float  # top Lyapunov exponent along xs (warm-up T//10 discarded), batch mean
+    profile_rate: float  # slope of log||dL/dh_{T-k}|| in k (default readout), batch mean
+    log_gradient_ratio: float  # log ||dL/dh_0|| / ||dL/dh_T||, batch mean
     T: int
     spectral_radius: Optional[float] = None  # rho(W_hh), vanilla RNN only
     spectral_norm: Optional[float] = None  # ||W_hh||_2, vanilla RNN only
+    batch: int = 1  # sequences measured (xs (B, T, D))
+    lyapunov_se: float = float("nan")  # standard error over the batch (NaN for one)
+    loss_rate: Optional[float] = None  # slope of log||R P J_T...J_{T-k+1}|| (readout R)
+    loss_rate_se: Optional[float] = None  # its standard error over the batch
 
 
 def _iid_scale(W: np.ndarray, spectrum) -> Optional[float]:
@@ -151,7 +178,8 @@ def _sampled_top_exponent(cell, params, xs, h0, q0, warmup):
     return lam, n, ok.all()
 
 
-def predict(cell, params, T: int, key=None, inputs=None, *, samples: int = SAMPLES) -> Prediction:
+def predict(cell, params, T: int, key=None, inputs=None, *, samples: int = SAMPLES,
+            factor: float = CRITICAL_FACTOR) -> Prediction:
     r"""Predict, before training, whether gradients vanish or explode over T steps.
 
     Two sources, chosen automatically:
@@ -174,7 +202,11 @@ def predict(cell, params, T: int, key=None, inputs=None, *, samples: int = SAMPL
       weights): the top Lyapunov exponent measured on ``samples`` trajectories from
       random initial states (and random start frames), driven by ``inputs``.
 
-    The sampled exponent is computed in both cases; its spread gives ``uncertainty``.
+    The sampled exponent is computed in every case; its spread gives ``uncertainty``.
+    Mean field is an N -> infinity, annealed theory: where the network's own sampled
+    exponent misses it by more than two standard errors (finite N, relu's quenched
+    active set), the measurement decides (source ``"lyapunov"``) and ``reasons``
+    says which assumption broke; mean field's value stays in ``mean_field``.
 
     Args:
         cell: a :class:`gradspec.cells.Cell`.
@@ -186,6 +218,8 @@ def predict(cell, params, T: int, key=None, inputs=None, *, samples: int = SAMPL
             :math:`\sigma_x = 0`. With inputs, :math:`\sigma_x^2` is the mean of
             :math:`(W_{xh} x)_i^2`.
         samples: number of sampled trajectories.
+        factor: F of the regime rule (module doc): "critical" when the gradient
+            changes by less than F over T.
 
     Returns:
         A :class:`Prediction`; ``reasons`` states the argument in words.
@@ -270,6 +304,10 @@ def predict(cell, params, T: int, key=None, inputs=None, *, samples: int = SAMPL
                     f"J = f'(0) W_hh, so exactly lambda_max = log(f'(0) rho(W_hh)) = "
                     f"{lyapunov:+.4f} at this N"
                 )
+            if source == "mean-field" and abs(lyapunov - measured) > 2 * spread:
+                reasons.append(_theory_missed(cell, lyapunov, measured, spread, W.shape[0],
+                                              float(spectrum.spectral_radius), sigma_w))
+                lyapunov, source = measured, "lyapunov"
         else:
             reasons.append("W_hh is not i.i.d.-like (orthogonal, identity, structured or "
                            "trained): lambda_max measured on sampled trajectories")
@@ -284,7 +322,7 @@ def predict(cell, params, T: int, key=None, inputs=None, *, samples: int = SAMPL
     if not math.isfinite(lyapunov):
         lyapunov = math.inf
     reasons.append(f"sampled trajectories: lambda_max = {measured:+.4f} +- {spread:.4f}")
-    tol = max(1.0 / T, 2 * spread if math.isfinite(spread) else 0.0)
+    tol = regime_threshold(T, spread, factor)
     regime = classify(lyapunov, tol)
     reasons.append(_verdict(regime, lyapunov, T, tol))
     return Prediction(
@@ -301,6 +339,21 @@ def predict(cell, params, T: int, key=None, inputs=None, *, samples: int = SAMPL
         reasons=tuple(reasons),
         mean_field=mf,
     )
+
+
+def _theory_missed(cell, theory_value, measured, spread, n, rho, sigma_w) -> str:
+    """Why mean field's value is not this network's, in words."""
+    head = (f"mean field gives {theory_value:+.4f}, this network's own exponent is "
+            f"{measured:+.4f} +- {spread:.4f}: ")
+    if cell.nonlinearity == "relu":
+        why = ("relu's active units persist from step to step in a fixed network "
+               "(quenched), while mean field redraws the weights every step (annealed) "
+               "and averages f'^2 = 1/2 over units")
+    else:
+        why = (f"finite N = {n}: rho(W_hh) = {rho:.3f} scatters O(N^-1/2) around the "
+               f"mean-field sigma_w = {sigma_w:.3f}, and the weights are fixed (quenched) "
+               "where mean field redraws them (annealed)")
+    return head + why + "; the verdict follows the network's own exponent"
 
 
 def _sample_inputs(cell, params, inputs, samples, dtype):
@@ -349,8 +402,9 @@ def _forget_gate_reason(params) -> str:
 
 def _verdict(regime: str, lam: float, T: int, tol: float) -> str:
     if regime == "critical":
-        return (f"|lambda_max| <= tau = {tol:.2g}: the gradient changes by less than a factor "
-                f"e over T = {T} steps (critical)")
+        change = math.exp(min(abs(lam) * T, 700.0)) if math.isfinite(lam) else math.inf
+        return (f"|lambda_max| <= tau = {tol:.2g}: the gradient changes by a factor "
+                f"{change:.3g} over T = {T} steps (critical)")
     if not math.isfinite(lam):
         return f"{regime}: the state itself diverges"
     decades = abs(lam) * T / math.log(10)
@@ -360,12 +414,22 @@ def _verdict(regime: str, lam: float, T: int, tol: float) -> str:
             f"10^{decades:.1f} over T = {T}; a factor 10^6 after {steps_1e6:.0f} steps")
 
 
-def diagnose(cell, params, xs, h0=None) -> Diagnosis:
-    """Measure the regime along one input sequence ``xs`` (T, D).
+def diagnose(cell, params, xs, h0=None, *, readout=None,
+             factor: float = CRITICAL_FACTOR) -> Diagnosis:
+    r"""Measure the regime along an input sequence ``xs`` (T, D), or a batch (B, T, D).
 
     Uses :func:`gradspec.lyapunov_spectrum` (top exponent, warm-up T//10),
     :func:`gradspec.gradient_profile` and :func:`gradspec.profile_rate`; the regime
-    threshold is 1/T (module doc).
+    threshold is ln(F)/T with F = ``factor`` (module doc). A batch reports the mean
+    over its sequences and the standard error.
+
+    With ``readout`` (the model's own readout: a vector or an (M, N_out) matrix such
+    as a trained linear layer's weight, see :func:`gradspec.gradient_profile`) the
+    verdict is about the loss the model has: ``loss_rate`` is the slope in k of
+    :math:`\log \| R\, P\, J_T \cdots J_{T-k+1} \|_F`, the gradient transported from
+    the readout back through the recurrence, and the regime follows it. The top
+    exponent stays beside it: it is the worst direction, which the readout may never
+    see (saturated memory units whose output gate or tanh'(c) is ~0).
 
     Examples:
         >>> import jax, jax.numpy as jnp, gradspec
@@ -375,20 +439,46 @@ def diagnose(cell, params, xs, h0=None) -> Diagnosis:
         >>> d.regime, round(d.profile_rate, 4)  # log 0.9
         ('vanishing', -0.1054)
     """
-    cell, xs, h0 = check_trajectory_inputs(cell, params, xs, h0)
-    T = xs.shape[0]
-    lam = float(lyapunov_spectrum(cell, params, xs, h0, k=1, warmup=T // 10)[0])
-    prof = gradient_profile(cell, params, xs, h0)
+    batch = np.ndim(xs) == 3
+    seqs = xs if batch else [xs]
+    cell, _, h0 = check_trajectory_inputs(cell, params, seqs[0], h0)
+    seqs = jnp.asarray(seqs, h0.dtype)
+    T = seqs.shape[1]
+
+    def profiles(r):
+        return jax.vmap(lambda x: gradient_profile(cell, params, x, h0, readout=r))(seqs)
+
+    lam = jax.vmap(lambda x: lyapunov_spectrum(cell, params, x, h0, k=1, warmup=T // 10))(seqs)
+    lam, prof = np.asarray(lam[:, 0], np.float64), profiles(None)
+    rates = np.asarray(jax.vmap(profile_rate)(prof))
+    loss_rate = loss_se = None
+    rate = _mean_se(lam)
+    if readout is not None:
+        loss_prof = profiles(readout)
+        loss_rate, loss_se = _mean_se(np.asarray(jax.vmap(profile_rate)(loss_prof), np.float64))
+        rate = (loss_rate, loss_se)
     radius = norm = None
     if isinstance(cell, RNN):
         spec = weight_spectrum(params["W_hh"])
         radius, norm = float(spec.spectral_radius), float(spec.spectral_norm)
+    se = rate[1] if math.isfinite(rate[1]) else 0.0
     return Diagnosis(
-        regime=classify(lam, 1.0 / T),
-        lyapunov=lam,
-        profile_rate=float(profile_rate(prof)),
-        log_gradient_ratio=float(prof[-1] - prof[0]),
+        regime=classify(rate[0], regime_threshold(T, se, factor)),
+        lyapunov=_mean_se(lam)[0],
+        profile_rate=float(np.mean(rates)),
+        log_gradient_ratio=float(np.mean(np.asarray(prof[:, -1] - prof[:, 0], np.float64))),
         T=T,
         spectral_radius=radius,
         spectral_norm=norm,
+        batch=seqs.shape[0],
+        lyapunov_se=_mean_se(lam)[1],
+        loss_rate=loss_rate,
+        loss_rate_se=loss_se,
     )
+
+
+def _mean_se(values: np.ndarray) -> tuple[float, float]:
+    """Mean and standard error over a batch (NaN error for one value)."""
+    n = len(values)
+    se = float(np.std(values, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+    return float(np.mean(values)), se

@@ -39,7 +39,7 @@ ALIASES = {
     "gradspec.figures": "gradspec.plots.figures",
 }
 #: No module past this many lines (the issue's ~600: a module a reader can hold in mind).
-MAX_LINES = 620
+MAX_LINES = 600
 
 
 def _module_name(path: Path) -> str:

@@ -158,3 +158,19 @@ def test_slopes_keep_relative_precision_in_float32(name, ref):
     got = cells.RNN(name).slope(jnp.asarray(a, jnp.float32))
     assert got.dtype == jnp.float32
     np.testing.assert_allclose(got, ref(a), rtol=1e-5)  # float32 eps times a few ops
+
+
+def test_errors_name_what_to_fix():
+    cell = cells.RNN("tanh")
+    params = cell.init(jr.key(0), 4, 1)
+    with pytest.raises(TypeError, match="`xs` must be a floating array"):
+        gradspec.gradient_profile(cell, params, "abc")
+
+    class Incomplete(cells.Cell):
+        pass
+
+    with pytest.raises(NotImplementedError, match="Incomplete must implement `hidden_size"):
+        gradspec.gradient_profile(Incomplete(), params, jnp.zeros((3, 1)))
+    doubling = cells.StepCell(lambda p, h, x: jnp.concatenate([h, h]), size=3)
+    with pytest.raises(ValueError, match=r"shape \(3,\).*returned shape \(6,\)"):
+        gradspec.gradient_profile(doubling, {}, jnp.zeros((3, 1)))

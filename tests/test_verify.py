@@ -48,3 +48,26 @@ def test_cli_verify_json(capsys):
     assert cli.main(["verify", "--T", "20", "--steps", "3", "--hidden", "16", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 5 and {r["outcome"] for r in rows} <= {"solved", "stalled", "diverged"}
+
+
+def test_quick_study_and_config_file(tmp_path):
+    from gradspec.training import read_grid, study_grid
+
+    full = study_grid()
+    assert len(full) >= 24 and len({c.task for c in full}) == 4
+    assert len({(c.task, c.spec.length, dict(c.task_options).get("permuted")) for c in full}) == 8
+    rows = verify(study_grid(quick=True))
+    assert len(rows) == 3 and all(r["observed_regime"] in ("vanishing", "critical", "exploding")
+                                  for r in rows)
+    for r in rows:  # the network's own exponent and the reported one: the same contract
+        assert abs(r["predicted_lambda"] - r["network_lambda"]) <= 2 * r["uncertainty"] + 3e-3
+    text = format_table(rows)
+    assert "agreement:" in text and "network" in text
+    path = tmp_path / "grid.toml"
+    path.write_text('[defaults]\nhidden = 8\nsteps = 5\n\n[[config]]\ninit = "identity"\n\n'
+                    '[[config]]\ncell = "gru"\ninit = "default"\nT = 7\n')
+    grid = read_grid(path)
+    assert [(c.cell, c.hidden, c.T) for c in grid] == [("rnn", 8, 50), ("gru", 8, 7)]
+    path.write_text('[[config]]\nhidden = -1\n')
+    with pytest.raises(ValueError, match="number 1.*hidden"):
+        read_grid(path)

@@ -18,9 +18,10 @@ from typing import Callable, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
-from .._checks import check_choice, check_state_vector
+from .._checks import check_choice, check_finite, check_floating
 from .._precision import full_precision
 from ..cells import Cell, check_trajectory_inputs
 
@@ -169,6 +170,11 @@ def gradient_profile(
         \ell_k = \log \Big\| \frac{\partial L}{\partial h_{T-k}} \Big\|
               = \log \| r^\top J_T J_{T-1} \cdots J_{T-k+1} \|, \qquad k = 0, \dots, T.
 
+    A readout matrix R (M rows: a trained linear layer's weight, one row per output)
+    gives the Frobenius norm :math:`\log \| R\, P\, J_T \cdots J_{T-k+1} \|_F`, P
+    the embedding of the visible output in the state: the gradient of the loss the
+    model has, whatever direction it takes.
+
     The cotangent is renormalised after each step and its scale accumulated as a log, so
     the result is finite in float32 at T = 10,000 for any gain. The slope of
     :math:`\ell_k` in k is the per-step decay (< 0, vanishing) or growth rate; the
@@ -177,7 +183,9 @@ def gradient_profile(
 
     Args:
         cell, params, xs, h0: as in :func:`trajectory`.
-        readout: shape (S,); default :func:`default_readout` (unit norm on h).
+        readout: a vector on the whole state (S,) or on the visible output
+            (N_out,) (h, not an LSTM's memory c), or a matrix (M, S) or (M, N_out) of M
+            readout rows; default :func:`default_readout` (unit norm on h).
         method: ``"auto"`` (closed form when the cell has one) or ``"autodiff"``.
 
     Returns:
@@ -197,9 +205,32 @@ def gradient_profile(
     cell, xs, h0 = check_trajectory_inputs(cell, params, xs, h0)
     if readout is None:
         readout = default_readout(cell, h0.shape[0], h0.dtype)
-    else:
-        readout = check_state_vector("readout", readout, h0.shape[0], h0.dtype)
-    return _gradient_profile(cell, params, xs, h0, readout, method)
+    readout = state_readout(cell, readout, h0.shape[0], h0.dtype)
+    if readout.ndim == 1:
+        return _gradient_profile(cell, params, xs, h0, readout, method)
+    rows = jax.vmap(_gradient_profile, in_axes=(None, None, None, None, 0, None))(
+        cell, params, xs, h0, readout, method)
+    return 0.5 * jax.nn.logsumexp(2 * rows, axis=0)  # log of the Frobenius norm
+
+
+def state_readout(cell: Cell, readout, size: int, dtype) -> jax.Array:
+    """``readout`` as rows on the whole state: (S,) or (M, S), zero on the memory.
+
+    Raises:
+        ValueError: neither (S,), (N_out,), (M, S) nor (M, N_out).
+    """
+    n_out = cell.output_size(size)
+    shape = np.shape(readout)
+    if len(shape) not in (1, 2) or shape[-1] not in (size, n_out) or 0 in shape:
+        visible = f" or on the visible output ({n_out},) / (M, {n_out})" if n_out != size else ""
+        raise ValueError(f"`readout` must have shape ({size},) or (M, {size}) on the "
+                         f"state{visible}; got {shape}.")
+    check_floating("readout", readout)
+    check_finite("readout", readout)
+    readout = jnp.asarray(readout, dtype)
+    if shape[-1] != size:
+        readout = jnp.zeros(shape[:-1] + (size,), dtype).at[..., :n_out].set(readout)
+    return readout
 
 
 @jax.jit

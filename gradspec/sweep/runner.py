@@ -21,7 +21,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from .. import _checks
 from .._json import canonical_json, decode_value
 from . import store as _store
-from .measurements import Measurement, as_measurement, get_measurement, jax_dtype_of
+from .measurements import Measurement, as_measurement, jax_dtype_of
 from .store import point_hash
 from .store import repair as _repair
 
@@ -537,6 +537,3 @@ def _existing_manifest(root: Path) -> dict:
                          f"{_store.MANIFEST}).")
     return manifest
 
-
-if __name__ == "__main__":
-    raise SystemExit(cli_main())

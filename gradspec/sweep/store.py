@@ -38,7 +38,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from .._json import canonical_json, decode_value, nonfinite_to_str
+from .._json import canonical_json, nonfinite_to_str
 
 FORMAT = "gradspec.sweep/1"
 MANIFEST = "manifest.json"

@@ -11,14 +11,17 @@ from .config import CELLS as CELLS
 from .config import INITS as INITS
 from .config import OPTIMIZERS as OPTIMIZERS
 from .config import TrainConfig as TrainConfig
-from .loop import OUTCOMES as OUTCOMES
-from .loop import TrainResult as TrainResult
 from .loop import apply as apply
 from .loop import init_params as init_params
 from .loop import task_batch as task_batch
 from .loop import train as train
+from .result import OUTCOMES as OUTCOMES
+from .result import TrainResult as TrainResult
+from .verify import agreement as agreement
 from .verify import demo_grid as demo_grid
 from .verify import format_table as format_table
+from .verify import read_grid as read_grid
+from .verify import study_grid as study_grid
 from .verify import verify as verify
 
 __all__ = [
@@ -33,7 +36,10 @@ __all__ = [
     "init_params",
     "task_batch",
     "train",
+    "agreement",
     "demo_grid",
     "format_table",
+    "read_grid",
+    "study_grid",
     "verify",
 ]

@@ -24,8 +24,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any, Literal
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -36,35 +35,12 @@ from jax import lax
 
 from .. import init as _init
 from .._checks import check_int
-from .._json import decode_value, nonfinite_to_str
 from ..cells import _default_dtype
 from . import tasks as _tasks
-from .config import (
-    _MAX_SEED,
-    CELLS as CELLS,
-    INITS as INITS,
-    OPTIMIZERS as OPTIMIZERS,
-    TrainConfig as TrainConfig,
-    _check_ints,
-    _make_optimizer,
-)
+from .config import _MAX_SEED, TrainConfig, _check_ints, _make_optimizer
+from .result import TrainResult, _outcome
 
-Outcome = Literal["solved", "stalled", "diverged"]
-
-__all__ = [
-    "CELLS",
-    "INITS",
-    "OPTIMIZERS",
-    "OUTCOMES",
-    "TrainConfig",
-    "TrainResult",
-    "train",
-    "init_params",
-    "task_batch",
-    "apply",
-]
-
-OUTCOMES = ("solved", "stalled", "diverged")
+__all__ = ["train", "init_params", "task_batch", "apply"]
 
 
 def _optax_promotion():
@@ -155,7 +131,6 @@ def _forward(config: TrainConfig, params, xs, eps):
     """Outputs (L, K) and states h_1..h_L (L, S) for one sequence xs (L, D); eps
     (L + 1, S) is added to h_0..h_L (zeros: its gradient is dL/dh_t)."""
     cell = config.make_cell()
-    n_out = cell.output_size(cell.state_size(config.hidden))
     L, w = xs.shape[0], config.tbptt
 
     def cut(t, h):
@@ -242,6 +217,31 @@ def _global_norm(tree):
     return m * optax.tree.norm(jax.tree_util.tree_map(lambda x: x / s, tree))
 
 
+def _batch_accuracy(config: TrainConfig, batch, outputs, alive):
+    """Accuracy of a classification batch (before the step's update); NaN for MSE tasks."""
+    dtype = jnp.dtype(config.dtype)
+    if config.spec.kind != "xent":
+        return jnp.asarray(jnp.nan, dtype)
+    return jnp.where(alive, _tasks.accuracy(batch, outputs).astype(dtype), jnp.nan)
+
+
+def _heldout_accuracy(config: TrainConfig, params, seeds):
+    """Accuracy of the final params on one batch of the task's held-out split (tasks
+    with a ``split`` option, e.g. digits; 1024 examples); NaN otherwise."""
+    if "split" not in _tasks.TASKS[config.task] or config.spec.kind != "xent":
+        return jnp.full(jnp.shape(seeds), jnp.nan)
+    options = {**dict(config.task_options), "split": "test"}
+    test = dataclasses.replace(_resolve(config)[1], task_options=options, batch=1024)
+    batch = _task_batch(test, jnp.asarray(config.seed, jnp.uint32), 0)
+    def one(p):
+        size = config.make_cell().state_size(config.hidden)
+        zeros = jnp.zeros((batch.inputs.shape[1] + 1, size), batch.inputs.dtype)
+        outputs = jax.vmap(lambda xs: _apply(test, p, xs, zeros))(batch.inputs)
+        return _tasks.accuracy(batch, outputs)
+
+    return jax.vmap(one)(params) if jnp.ndim(seeds) else one(params)
+
+
 def _train_step(config: TrainConfig, optimizer, carry, step):
     params, opt_state, alive, k_data = carry
     dtype = jnp.dtype(config.dtype)
@@ -253,10 +253,10 @@ def _train_step(config: TrainConfig, optimizer, carry, step):
     def objective(params, eps):
         forward = functools.partial(_forward, config)
         outputs, hs = jax.vmap(forward, in_axes=(None, 0, 0))(params, batch.inputs, eps)
-        return _tasks.loss(batch, outputs), hs
+        return _tasks.loss(batch, outputs), (outputs, hs)
 
-    (loss, hs), (grads, g_eps) = jax.value_and_grad(objective, argnums=(0, 1), has_aux=True)(
-        params, eps)
+    (loss, (outputs, hs)), (grads, g_eps) = jax.value_and_grad(
+        objective, argnums=(0, 1), has_aux=True)(params, eps)
     # g_eps[b, t] = dL/dh_t of example b = (1/B) d l_b / d h_t, with mean_b l_b = L.
     # Only the recorded states: h_0, then h_{L-k} for k in lags.
     t = np.concatenate([[0], L - np.asarray(config.lags)])
@@ -289,6 +289,7 @@ def _train_step(config: TrainConfig, optimizer, carry, step):
         "log_grad_h0": jnp.where(alive, log_g[0], nan),
         "log_grad_lags": jnp.where(alive, log_g[1:], nan),
         "log_transported": jnp.where(alive, log_tr, nan),
+        "accuracy": _batch_accuracy(config, batch, outputs, alive),
         "finite": ok,
     }
     return (params, opt_state, ok, k_data), record
@@ -315,112 +316,6 @@ def _run_chunk(config, carry, start, length, vmapped):
         return lax.scan(body, carry, steps)
 
     return (jax.vmap(run) if vmapped else run)(carry)
-
-
-# -- results --------------------------------------------------------------------------
-
-_ARRAY_FIELDS = (
-    "loss",
-    "grad_norm",
-    "log_grad_h0",
-    "log_grad_lags",
-    "log_transported",
-    "finite",
-    "final_loss",
-    "diverged_at",
-)
-
-
-@functools.partial(
-    jax.tree_util.register_dataclass,
-    data_fields=[*_ARRAY_FIELDS, "params"],
-    meta_fields=["config", "lags", "baseline", "outcome", "seeds"],
-)
-@dataclasses.dataclass(frozen=True)
-class TrainResult:
-    r"""What a training run did. A pytree (the non-array fields are static metadata).
-
-    Shapes have a leading seed axis ``(n_seeds, ...)`` when :func:`train` got ``seeds``;
-    ``steps`` is ``config.steps``. Per-example gradients are those of the example's own
-    loss :math:`\ell_b` (whose batch mean is the loss), so they do not shrink with B.
-    """
-
-    loss: (
-        jax.Array
-    )  # (steps,) batch loss before the step's update; NaN after divergence
-    grad_norm: (
-        jax.Array
-    )  # (steps,) global L2 norm of the param gradient, before clipping
-    log_grad_h0: jax.Array  # (steps,) mean_b log ||d l_b / d h_0||, natural log
-    log_grad_lags: (
-        jax.Array
-    )  # (steps, n_lags) mean_b log ||d l_b / d h_{L-k}||, k = lags
-    log_transported: jax.Array  # (steps, n_lags) mean_b log ||d p_{b,L} / d h_{L-k}||
-    #   through the recurrence alone (NaN on steps not recorded, see record_every)
-    finite: jax.Array  # (steps,) bool: this step and all before it were finite
-    final_loss: jax.Array  # () mean loss over the last ceil(steps / 10) steps
-    diverged_at: jax.Array  # () int, first non-finite step, -1 if none
-    params: Any  # final params (the last finite ones if the run diverged)
-    config: TrainConfig  # the run's config (``seed`` is the seed of a single run)
-    lags: tuple  # the lags k of ``log_grad_lags``' last axis
-    baseline: float  # the task's chance-level loss
-    outcome: Any  # "solved" | "stalled" | "diverged", a tuple of them per seed
-    seeds: tuple | None  # the seeds of the leading axis, or None for a single run
-
-    def to_dict(self) -> dict:
-        """Plain JSON-able data (no pickle): arrays become ``{"dtype", "shape",
-        "data"}`` with NaN/inf written as the strings ``"nan"``, ``"inf"``, ``"-inf"``,
-        so ``json.dumps(..., allow_nan=False)`` accepts it."""
-        return {
-            "config": self.config.to_dict(),
-            "lags": list(self.lags),
-            "baseline": self.baseline,
-            "outcome": self.outcome
-            if isinstance(self.outcome, str)
-            else list(self.outcome),
-            "seeds": None if self.seeds is None else list(self.seeds),
-            "arrays": {name: _encode(getattr(self, name)) for name in _ARRAY_FIELDS},
-            "params": jax.tree_util.tree_map(_encode, self.params),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping) -> TrainResult:
-        """Inverse of :meth:`to_dict`. Arrays come back as NumPy arrays with their
-        original dtype (float64 survives even with x64 off)."""
-        outcome = data["outcome"]
-        return cls(
-            **{name: _decode(data["arrays"][name]) for name in _ARRAY_FIELDS},
-            params=jax.tree_util.tree_map(_decode, data["params"], is_leaf=_is_encoded),
-            config=TrainConfig.from_dict(data["config"]),
-            lags=tuple(data["lags"]),
-            baseline=float(data["baseline"]),
-            outcome=outcome if isinstance(outcome, str) else tuple(outcome),
-            seeds=None if data["seeds"] is None else tuple(data["seeds"]),
-        )
-
-
-def _encode(x) -> dict:
-    a = np.asarray(x)
-    flat = nonfinite_to_str(a.ravel().tolist())  # "nan", "inf", "-inf"
-    return {"dtype": a.dtype.name, "shape": list(a.shape), "data": flat}
-
-
-def _is_encoded(x) -> bool:
-    return isinstance(x, Mapping) and set(x) == {"dtype", "shape", "data"}
-
-
-def _decode(d) -> np.ndarray:
-    return np.asarray(decode_value(d["data"], d["dtype"])).reshape(d["shape"])
-
-
-def _outcome(
-    loss: np.ndarray, finite: np.ndarray, baseline: float, solved_below: float
-):
-    tail = max(1, math.ceil(loss.shape[-1] / 10))
-    final = float(np.mean(loss[-tail:]))
-    if not finite.all():
-        return final, int(np.argmin(finite)), "diverged"
-    return final, -1, "solved" if final < solved_below * baseline else "stalled"
 
 
 def _progress_bar(progress: bool, total: int):
@@ -543,6 +438,7 @@ def train(
         final, diverged_at, outcome = final[0], diverged_at[0], outcome[0]
     return TrainResult(
         **record,
+        heldout_accuracy=jnp.asarray(_heldout_accuracy(config, carry[0], seed_array), loss.dtype),
         final_loss=jnp.asarray(final, loss.dtype),
         diverged_at=jnp.asarray(diverged_at, jnp.int32),
         params=carry[0],
