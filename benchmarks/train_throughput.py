@@ -47,8 +47,9 @@ HIDDEN, T, BATCH, SEEDS = 128, 100, 128, 16
 TIMEOUT_S = 300  # per PyTorch worker process
 
 
-def _config(cell: str) -> TrainConfig:
+def _config(cell: str, **fields) -> TrainConfig:
     return TrainConfig(
+        **fields,
         cell=cell,
         hidden=HIDDEN,
         init="orthogonal",
@@ -72,8 +73,12 @@ def _time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def bench_jax(cell: str, steps: int, repeats: int, seeds: int | None) -> dict:
-    for_init, for_step = _resolve(_config(cell))
+def bench_jax(cell: str, steps: int, repeats: int, seeds: int | None,
+              record_every: int | None = None) -> dict:
+    """``record_every``: the transported gradient's recording interval (None: the
+    TrainConfig default; a huge value: recorded at step 0 only, i.e. not timed)."""
+    fields = {} if record_every is None else {"record_every": record_every}
+    for_init, for_step = _resolve(_config(cell, **fields))
     vmapped = seeds is not None
     seed_array = jnp.arange(seeds if vmapped else 1, dtype=jnp.uint32)
     seed_array = seed_array if vmapped else seed_array[0]
@@ -85,8 +90,10 @@ def bench_jax(cell: str, steps: int, repeats: int, seeds: int | None) -> dict:
 
     seconds = _time(run, repeats)
     n = seeds or 1
+    impl = "jax_vmap16" if vmapped else "jax"
     return {
-        "impl": "jax_vmap16" if vmapped else "jax",
+        "impl": impl if record_every is None else f"{impl}_record_every_{record_every}",
+        "record_every": for_step.record_every,
         "cell": cell,
         "seeds": n,
         "steps_timed": steps,
@@ -215,6 +222,9 @@ def main(argv=None) -> dict:
     results, ratios = [], {}
     for cell in ("rnn", "lstm"):
         single = show(bench_jax(cell, steps, repeats, None))
+        # The transported gradient's cost: recorded never (after step 0) and every step.
+        bare = show(bench_jax(cell, steps, repeats, None, record_every=10**9))
+        every_step = show(bench_jax(cell, steps, repeats, None, record_every=1))
         vmapped = show(bench_jax(cell, steps_vmap, repeats, SEEDS))
         # PyTorch's OpenMP threads can collapse on a busy machine (spin-waiting), so
         # its default thread count and one thread are both timed; ratios use the faster.
@@ -222,8 +232,12 @@ def main(argv=None) -> dict:
         torch_rows = [show(r) for r in torch_rows if r is not None]
         timed = [r for r in torch_rows if "error" not in r]
         torch_best = max(timed, key=lambda r: r["steps_per_s"], default=None)
-        results += [single, vmapped, *torch_rows]
+        results += [single, bare, every_step, vmapped, *torch_rows]
         ratios[cell] = {
+            # Extra time per step for the transported gradient, default interval / every step.
+            "transported_overhead_default": bare["steps_per_s"] / single["steps_per_s"] - 1,
+            "transported_overhead_every_step": (
+                bare["steps_per_s"] / every_step["steps_per_s"] - 1),
             # > 1: vmap trains 16 seeds faster than 16 runs one after another.
             "vmap16_vs_16_sequential": vmapped["seed_steps_per_s"]
             / single["steps_per_s"],

@@ -7,7 +7,7 @@ The package is layered; each layer imports only the ones above it in this list:
 - ``theory``: mean field, bounds and random-matrix laws (needs only f and f').
 - ``init``, ``cells``: what a network is.
 - ``measure``, ``interop``: exact measurements along a trajectory; other frameworks' cells.
-- ``verdicts``: ``predict`` and ``diagnose``.
+- ``verdicts``, ``remedies``: ``predict`` and ``diagnose``; ``make_critical``.
 - ``training``: tasks, the compiled optax loop, ``verify``.
 - ``sweep``: grids, vmapped and sharded, with a resumable store.
 - ``plots``: figure families, the house style, the figure set.
@@ -48,6 +48,8 @@ from .verdicts import Diagnosis as Diagnosis
 from .verdicts import Prediction as Prediction
 from .verdicts import diagnose as diagnose
 from .verdicts import predict as predict
+from .remedies import CriticalResult as CriticalResult
+from .remedies import make_critical as make_critical
 
 __version__ = "0.1.0"
 
@@ -70,6 +72,8 @@ __all__ = [
     "Prediction",
     "diagnose",
     "predict",
+    "CriticalResult",
+    "make_critical",
     "WeightSpectrum",
     "lyapunov_spectrum",
     "product_singular_values",

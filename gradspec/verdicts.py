@@ -40,7 +40,7 @@ import numpy as np
 from . import theory
 from ._checks import check_int
 from ._precision import full_precision
-from .cells import LSTM, RNN, as_cell, check_params, check_trajectory_inputs
+from .cells import GRU, LSTM, RNN, as_cell, check_params, check_trajectory_inputs
 from .measure.jacobians import _states, gradient_profile, profile_rate
 from .measure.spectra import _frame_sweeps, lyapunov_spectrum, weight_spectrum
 
@@ -143,7 +143,7 @@ class Diagnosis(_Record):
     spectral_radius: Optional[float] = None  # rho(W_hh), vanilla RNN only
     spectral_norm: Optional[float] = None  # ||W_hh||_2, vanilla RNN only
     batch: int = 1  # sequences measured (xs (B, T, D))
-    lyapunov_se: float = float("nan")  # standard error over the batch (NaN for one)
+    lyapunov_se: Optional[float] = None  # standard error over the batch (None for one)
     loss_rate: Optional[float] = None  # slope of log||R P J_T...J_{T-k+1}|| (readout R)
     loss_rate_se: Optional[float] = None  # its standard error over the batch
 
@@ -176,6 +176,30 @@ def _sampled_top_exponent(cell, params, xs, h0, q0, warmup):
     n = counted.sum()
     lam = jnp.where(counted, logd[:, 0], 0.0).sum() / jnp.maximum(n, 1).astype(logd.dtype)
     return lam, n, ok.all()
+
+
+def sampled_exponent(cell, params, xs, key) -> tuple[float, float, np.ndarray]:
+    """The network's own top exponent: mean and standard error over trajectories.
+
+    One trajectory per input sequence of ``xs`` (B, L, D), each from a random state
+    (std 0.5) with a random start direction, the first min(128, L/4) steps discarded.
+    Returns ``(mean, standard error, finite)``, ``finite`` (B,) bool: whether each
+    trajectory stayed finite (an overflowing one counts up to its overflow).
+    """
+    samples, size = xs.shape[0], cell.state_size(cell.hidden_size(params))
+    k_h, k_q = jr.split(key)
+    h0 = 0.5 * jr.normal(k_h, (samples, size), xs.dtype)
+    q0 = jr.normal(k_q, (samples, size, 1), xs.dtype)
+    q0 = q0 / jnp.linalg.norm(q0, axis=1, keepdims=True)
+    warmup = min(SAMPLE_WARMUP, xs.shape[1] // 4)
+    lam, counted, finite = jax.vmap(_sampled_top_exponent, in_axes=(None, None, 0, 0, 0, None))(
+        cell, params, xs, h0, q0, warmup
+    )
+    lam, counted = np.asarray(lam, np.float64), np.asarray(counted)
+    valid = counted > 0
+    measured = float(lam[valid].mean()) if valid.any() else math.nan
+    spread = float(lam[valid].std(ddof=1) / math.sqrt(valid.sum())) if valid.sum() > 1 else math.inf
+    return measured, spread, np.asarray(finite)
 
 
 def predict(cell, params, T: int, key=None, inputs=None, *, samples: int = SAMPLES,
@@ -240,23 +264,17 @@ def predict(cell, params, T: int, key=None, inputs=None, *, samples: int = SAMPL
     T = check_int("T", T, 1)
     samples = check_int("samples", samples, 2)
     key = jr.key(0) if key is None else key
-    size = cell.state_size(cell.hidden_size(params))
     xs = _sample_inputs(cell, params, inputs, samples, dtype)
     check_trajectory_inputs(cell, params, xs[0], None)  # shape checks on one sample
-    k_h, k_q = jr.split(key)
-    h0 = 0.5 * jr.normal(k_h, (samples, size), dtype)
-    q0 = jr.normal(k_q, (samples, size, 1), dtype)
-    q0 = q0 / jnp.linalg.norm(q0, axis=1, keepdims=True)
     warmup = min(SAMPLE_WARMUP, xs.shape[1] // 4)
-    lam, counted, finite = jax.vmap(_sampled_top_exponent, in_axes=(None, None, 0, 0, 0, None))(
-        cell, params, xs, h0, q0, warmup
-    )
-    lam, counted = np.asarray(lam, np.float64), np.asarray(counted)
-    valid = counted > 0
-    measured = float(lam[valid].mean()) if valid.any() else math.nan
-    spread = float(lam[valid].std(ddof=1) / math.sqrt(valid.sum())) if valid.sum() > 1 else math.inf
+    measured, spread, finite = sampled_exponent(cell, params, xs, key)
 
-    reasons, mf = [], None
+    if inputs is None:
+        reasons, mf = ["undriven: zero input (pass inputs= for the network's own drive)"], None
+    else:
+        power = float(jnp.mean(jnp.asarray(xs, jnp.float32) ** 2))
+        reasons, mf = [f"driven by the given inputs: {xs.shape[0]} sequences of {xs.shape[1]} "
+                       f"steps, mean x^2 = {power:.3g}"], None
     lyapunov, source = measured, "lyapunov"
     if isinstance(cell, RNN):
         reasons += _weight_reasons(cell, params, T)
@@ -325,6 +343,10 @@ def predict(cell, params, T: int, key=None, inputs=None, *, samples: int = SAMPL
     tol = regime_threshold(T, spread, factor)
     regime = classify(lyapunov, tol)
     reasons.append(_verdict(regime, lyapunov, T, tol))
+    if regime != "critical" and isinstance(cell, (RNN, GRU, LSTM)) and math.isfinite(lyapunov):
+        knob = "forget-gate bias" if isinstance(cell, LSTM) else "recurrent weights"
+        reasons.append(f"to make it critical at T = {T}: gradspec.make_critical(cell, params, "
+                       f"T={T}) rescales the {knob} by bisection on this exponent")
     return Prediction(
         regime=regime,
         lyapunov=lyapunov,
@@ -461,7 +483,7 @@ def diagnose(cell, params, xs, h0=None, *, readout=None,
     if isinstance(cell, RNN):
         spec = weight_spectrum(params["W_hh"])
         radius, norm = float(spec.spectral_radius), float(spec.spectral_norm)
-    se = rate[1] if math.isfinite(rate[1]) else 0.0
+    se = rate[1] or 0.0
     return Diagnosis(
         regime=classify(rate[0], regime_threshold(T, se, factor)),
         lyapunov=_mean_se(lam)[0],
@@ -477,8 +499,8 @@ def diagnose(cell, params, xs, h0=None, *, readout=None,
     )
 
 
-def _mean_se(values: np.ndarray) -> tuple[float, float]:
-    """Mean and standard error over a batch (NaN error for one value)."""
+def _mean_se(values: np.ndarray) -> tuple[float, Optional[float]]:
+    """Mean and standard error over a batch (None for one value)."""
     n = len(values)
-    se = float(np.std(values, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+    se = float(np.std(values, ddof=1) / math.sqrt(n)) if n > 1 else None
     return float(np.mean(values)), se

@@ -25,6 +25,7 @@ LAYERS = (
     ("gradspec.plots",),
     ("gradspec.sweep",),
     ("gradspec.training",),
+    ("gradspec.remedies",),
     ("gradspec.verdicts",),
     ("gradspec.measure", "gradspec.interop"),
     ("gradspec.cells",),

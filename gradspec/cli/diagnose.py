@@ -69,7 +69,8 @@ def run(args) -> int:
     name = args.cell if args.cell != "rnn" else f"rnn ({args.nonlinearity})"
     print(f"gradspec diagnose: {name}, N={args.hidden}, init={args.init}"
           + ("" if args.gain is None or args.init == "critical" else f"(gain={args.gain})")
-          + f", T={args.T}, seed={args.seed}, {args.dtype}")
+          + f", T={args.T}, seed={args.seed}, {args.dtype}, "
+          + (f"driven by N(0, {args.input_scale:g}^2) inputs" if args.input_scale else "undriven"))
     print()
     rows = []
     if diag.spectral_radius is not None:

@@ -35,6 +35,16 @@ Layouts and formulas, checked against each framework's source:
   (equal in exact arithmetic; only the rounding differs). So ``bias_ih = bias``,
   ``bias_hh = (0, 0, bias_n)``.
 
+Stacked layers: ``from_torch`` turns a module with ``num_layers > 1`` into one
+:class:`gradspec.cells.Stack` (``layer=l`` still gives one layer), and ``from_flax`` /
+``from_equinox`` take a list of cells (layer 0 first; neither framework has a stacked
+cell of its own) and return a Stack; so does ``gradspec.cells.Stack`` of converted cells
+with params ``{"layer0": p0, ...}``. A Stack's state lists the **last layer first**
+(``(h1, c1, h0, c0)`` for two LSTM layers), so its leading entries are the network's
+output. Bidirectional torch modules are refused: the backward direction runs in the other
+time order, so there is no single forward recurrence. :func:`find_recurrent` finds the
+RNN in a torch model (embedding -> RNN -> readout).
+
 State conventions: gradspec's LSTM state is ``concat(h, c)``. PyTorch's and Equinox's
 LSTM carry is ``(h, c)``; **Flax's is** ``(c, h)``: build ``h0 = concat(h, c)`` from a
 Flax carry ``(c, h)``.
@@ -52,6 +62,7 @@ equinox.
 from ._common import Kind as Kind
 from ._equinox import from_equinox
 from ._flax import from_flax
-from ._torch import from_torch, to_torch
+from ._torch import Recurrent, find_recurrent, from_torch, to_torch
 
-__all__ = ["from_equinox", "from_flax", "from_torch", "to_torch"]
+__all__ = ["Recurrent", "find_recurrent", "from_equinox", "from_flax", "from_torch",
+           "to_torch"]

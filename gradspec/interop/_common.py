@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import check_floating
-from ..cells import GRU, LSTM, NONLINEARITIES, RNN, Cell
+from ..cells import GRU, LSTM, NONLINEARITIES, RNN, Cell, Stack, check_params
 
 Kind = Literal["rnn", "lstm", "gru"]
 
@@ -79,7 +79,9 @@ def _nonlinearity_of(fn: Callable) -> str | Callable:
     return fn
 
 
-def _merge_nonlinearity(recorded, given, kind: str, source: str):
+def _merge_nonlinearity(recorded, given, kind: str, source: str, default="tanh"):
+    """The vanilla RNN's nonlinearity: the source's own, else ``given``, else ``default``
+    (None: refuse to guess); None for the gated kinds."""
     if kind != "rnn":
         if given is not None:
             raise ValueError(
@@ -92,7 +94,13 @@ def _merge_nonlinearity(recorded, given, kind: str, source: str):
             f"`nonlinearity` {given!r} contradicts the {source}'s own {recorded!r}; "
             "leave `nonlinearity` unset for a module."
         )
-    nl = given if given is not None else recorded if recorded is not None else "tanh"
+    nl = given if given is not None else recorded if recorded is not None else default
+    if nl is None:
+        raise ValueError(
+            f"`nonlinearity` is required: a vanilla RNN's {source} does not record "
+            "whether it ran tanh or relu. Pass nonlinearity='tanh' or 'relu' (or the "
+            "module itself, which records it)."
+        )
     RNN(nl)  # validates the name with a clear error
     return nl
 
@@ -131,3 +139,11 @@ def _check_gated(raw: dict, kind: str, source: str) -> None:
                 f"the {source}'s {name} must have shape ({g * n},); "
                 f"got {raw[name].shape}."
             )
+
+
+def _as_stack(converted: list) -> tuple[Stack, dict]:
+    """``(Stack, params)`` of per-layer ``(cell, params)`` pairs, layer 0 first."""
+    cell = Stack(tuple(c for c, _ in converted))
+    params = {name: p for name, (_, p) in zip(cell.names, converted)}
+    check_params(cell, params)  # layer l + 1 reads layer l's output; one width
+    return cell, params

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..cells import Cell
-from ._common import _build, _check_dtype, _check_gated, _to_numpy
+from ._common import _as_stack, _build, _check_dtype, _check_gated, _to_numpy
 
 
 def from_equinox(cell, *, dtype=None) -> tuple[Cell, dict]:
@@ -16,15 +16,17 @@ def from_equinox(cell, *, dtype=None) -> tuple[Cell, dict]:
     product, :math:`n = \tanh(W_{in} x + b_{in} + r \odot (W_{hn} h + b_n))`, and writes
     :math:`h' = n + z \odot (h - n) = (1 - z) n + z h`: PyTorch's GRU with
     ``bias_ih = bias``, ``bias_hh = (0, 0, bias_n)``. ``use_bias=False`` gives zero
-    biases. Equinox's LSTM state ``(h, c)`` is gradspec's ``concat(h, c)``.
+    biases. Equinox's LSTM state ``(h, c)`` is gradspec's ``concat(h, c)``. Equinox has
+    no stacked cell: a list of cells (layer 0 first) becomes one
+    :class:`gradspec.cells.Stack`.
 
     Args:
-        cell: an ``equinox.nn.LSTMCell`` or ``equinox.nn.GRUCell``.
+        cell: an ``equinox.nn.LSTMCell`` or ``equinox.nn.GRUCell``, or a list of them.
         dtype: dtype of the returned params; by default float64 if the weights are
             float64 and ``jax_enable_x64`` is on, else float32.
 
     Returns:
-        ``(cell, params)`` as in :func:`from_torch`.
+        ``(cell, params)`` as in :func:`from_torch` (a list: a Stack).
 
     Raises:
         TypeError: anything but an Equinox LSTMCell or GRUCell.
@@ -38,6 +40,8 @@ def from_equinox(cell, *, dtype=None) -> tuple[Cell, dict]:
         ('GRU', (24,))
     """
     dtype = _check_dtype(dtype)
+    if isinstance(cell, (list, tuple)):  # stacked layers, layer 0 first
+        return _as_stack([from_equinox(c, dtype=dtype) for c in cell])
     if not type(cell).__module__.startswith("equinox"):
         raise TypeError(
             "`cell` must be an equinox.nn.LSTMCell or GRUCell; "

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..cells import Cell
 from ._common import _GATES, Kind, _check_dtype, _check_kind, _nonlinearity_of
-from ._common import _build, _check_gated, _merge_nonlinearity, _to_numpy
+from ._common import _as_stack, _build, _check_gated, _merge_nonlinearity, _to_numpy
 
 # Flax linen per-gate Dense names (the nnx LSTMCell uses the same, with `if_`).
 _FLAX_LSTM = (("ii", "if", "ig", "io"), ("hi", "hf", "hg", "ho"))
@@ -154,14 +154,19 @@ def from_flax(
 
     Flax's LSTM carry is ``(c, h)``; the gradspec state is ``concat(h, c)``.
 
+    Flax has no stacked cell: pass stacked layers as a list of cells (layer 0 first;
+    linen cells with a list of their variables as ``params``) to get one
+    :class:`gradspec.cells.Stack`.
+
     Args:
         cell_or_params: a ``flax.linen`` ``LSTMCell``/``OptimizedLSTMCell``/``GRUCell``/
             ``SimpleCell`` (then ``params`` is required), a ``flax.nnx`` ``LSTMCell``/
             ``OptimizedLSTMCell``/``GRUCell``/``SimpleCell``, or a linen cell's param
             dict (keys ``ii..ho``, ``ir..hn`` or ``i, h``; a ``{'params': ...}``
-            wrapper and ``nn.RNN``'s ``'cell'`` level are unwrapped).
+            wrapper and ``nn.RNN``'s ``'cell'`` level are unwrapped); or a list of
+            these, one per layer.
         params: a linen cell's params (or variables) when ``cell_or_params`` is a linen
-            cell.
+            cell; a list of them for a list of linen cells.
         kind: ``"lstm"``, ``"gru"`` or ``"rnn"`` (``SimpleCell``); inferred when None.
         nonlinearity: a ``SimpleCell``'s activation for a bare param dict (default
             ``"tanh"``; a cell records its own ``activation_fn``). A bare dict cannot
@@ -172,7 +177,7 @@ def from_flax(
             float32.
 
     Returns:
-        ``(cell, params)`` as in :func:`from_torch`.
+        ``(cell, params)`` as in :func:`from_torch` (a list: a Stack).
 
     Raises:
         ValueError: an unsupported cell (``MGUCell``, ``ConvLSTMCell``, non-default
@@ -192,6 +197,19 @@ def from_flax(
     """
     kind = _check_kind(kind)
     dtype = _check_dtype(dtype)
+    if isinstance(cell_or_params, (list, tuple)):  # stacked layers, layer 0 first
+        layers = list(cell_or_params)
+        each = [None] * len(layers) if params is None else params
+        if not isinstance(each, (list, tuple)) or len(each) != len(layers):
+            raise ValueError(
+                f"`params` must be a list with one entry per layer ({len(layers)}) "
+                "for a list of linen cells, or None; "
+                f"got {type(params).__name__}."
+            )
+        return _as_stack([
+            from_flax(c, p, kind=kind, nonlinearity=nonlinearity, dtype=dtype)
+            for c, p in zip(layers, each)
+        ])
     recorded_nl = None
     residual = False
     if isinstance(cell_or_params, Mapping):

@@ -160,7 +160,7 @@ class TrainConfig:
     tbptt: int = 0
     seed: int = 0
     lags: Sequence[int] | None = None
-    record_every: int = 1
+    record_every: int = 10
     dtype: str | None = None
     solved_below: float = 0.1
 
