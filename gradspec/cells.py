@@ -286,14 +286,17 @@ class LSTM(_Gated):
 
     gates = 4
 
-    def step(self, params, state, x):
-        n = state.shape[-1] // 2
-        h, c = state[:n], state[n:]
+    def gate_values(self, params, state, x):
+        """The activated gates ``(i, f, g, o)``, each (N,), of one step from ``state``."""
+        h = state[: state.shape[-1] // 2]
         z = params["weight_ih"] @ x + params["bias_ih"] + params["weight_hh"] @ h
         i, f, g, o = jnp.split(z + params["bias_hh"], 4)
-        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-        h = jax.nn.sigmoid(o) * jnp.tanh(c)
-        return jnp.concatenate([h, c])
+        return jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+
+    def step(self, params, state, x):
+        i, f, g, o = self.gate_values(params, state, x)
+        c = f * state[state.shape[-1] // 2:] + i * g
+        return jnp.concatenate([o * jnp.tanh(c), c])
 
     def state_size(self, hidden):
         return 2 * hidden
@@ -414,9 +417,9 @@ class Stack(Cell):
         return tuple(f"layer{l}" for l in range(len(self.layers)))
 
     def _layer_params(self, params) -> list:
-        if not isinstance(params, Mapping) or sorted(params) != sorted(self.names):
+        if not isinstance(params, Mapping) or set(params) != set(self.names):
             error = ValueError if isinstance(params, Mapping) else TypeError
-            got = sorted(params) if isinstance(params, Mapping) else type(params).__name__
+            got = sorted(map(str, params)) if error is ValueError else type(params).__name__
             raise error(f"`params` of a {len(self.layers)}-layer Stack must be a dict "
                         f"with keys {list(self.names)}; got {got}.")
         return [(n, layer, params[n]) for n, layer in zip(self.names, self.layers)]

@@ -27,8 +27,8 @@ import numpy as np
 
 from ._checks import check_int
 from .cells import GRU, LSTM, RNN, as_cell, check_params
-from .verdicts import CRITICAL_FACTOR, SAMPLES, Prediction, _sample_inputs, predict
-from .verdicts import sampled_exponent
+from .verdicts import CRITICAL_FACTOR, SAMPLES, Prediction, predict, sampled_exponent
+from .verdicts._prediction import _sample_inputs
 
 __all__ = ["CriticalResult", "make_critical"]
 

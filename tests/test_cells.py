@@ -174,3 +174,22 @@ def test_errors_name_what_to_fix():
     doubling = cells.StepCell(lambda p, h, x: jnp.concatenate([h, h]), size=3)
     with pytest.raises(ValueError, match=r"shape \(3,\).*returned shape \(6,\)"):
         gradspec.gradient_profile(doubling, {}, jnp.zeros((3, 1)))
+
+
+def test_stack_jacobian_autodiff_and_finite_differences_agree(getkey):
+    # Stack's Jacobian is autodiff through every layer of one step; the feed-forward of
+    # layer 0's new h into layer 1 makes it block triangular, not block diagonal.
+    stack = cells.Stack((cells.LSTM(), cells.RNN("tanh"), cells.GRU()))
+    params = stack.init(getkey(), N, D, dtype=jnp.float64)
+    size = stack.state_size(stack.hidden_size(params))
+    h = 0.5 * jr.normal(getkey(), (size,), jnp.float64)
+    x = jr.normal(getkey(), (D,), jnp.float64)
+    J = np.asarray(stack.jacobian(params, h, x))
+    fd = _central_difference_jacobian(lambda v: stack.step(params, jnp.asarray(v), x), h)
+    np.testing.assert_allclose(J, fd, rtol=0, atol=1e-8)
+    # Top layer first: nothing flows down a stack, so the lower-left blocks vanish.
+    np.testing.assert_array_equal(J[N:, :N], 0.0)  # layers 1, 0 do not read layer 2
+    assert np.abs(J[:N, N:]).max() > 1e-3  # layer 2 reads layers 1 and 0 of this step
+    v = jr.normal(getkey(), (size, 2), jnp.float64)
+    np.testing.assert_allclose(stack.jvp(params, h, x, v), J @ v, atol=1e-13)
+    np.testing.assert_allclose(stack.vjp(params, h, x, v[:, 0]), v[:, 0] @ J, atol=1e-13)

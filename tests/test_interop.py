@@ -321,6 +321,95 @@ def test_to_torch_errors(getkey):
         interop.to_torch(lstm, {**params, "bias_hh": params["bias_hh"][:N]})
 
 
+# -- stacked torch modules, whole models -----------------------------------------------
+@needs_torch
+@pytest.mark.parametrize("name", list(TORCH_KINDS))
+def test_torch_layer_none_is_the_whole_stack_and_layer_l_one_layer(name):
+    module = _torch_module(name, jnp.dtype("float64"), num_layers=2)
+    nl = TORCH_KINDS[name][1].get("nonlinearity")
+    stack, params = interop.from_torch(module)
+    assert isinstance(stack, gradspec.cells.Stack) and sorted(params) == [
+        "layer0",
+        "layer1",
+    ]
+    stack2, params2 = interop.from_torch(module.state_dict(), nonlinearity=nl)
+    assert stack2 == stack
+    for layer in (0, 1):
+        cell, one = interop.from_torch(module, layer=layer)
+        assert cell == stack.layers[layer]  # a plain cell, not a Stack
+        jax.tree_util.tree_map(
+            np.testing.assert_array_equal, one, params[f"layer{layer}"]
+        )
+        jax.tree_util.tree_map(
+            np.testing.assert_array_equal, params2[f"layer{layer}"], one
+        )
+    # One layer: the plain cell, as before.
+    cell, _ = interop.from_torch(_torch_module(name, jnp.dtype("float64")))
+    assert not isinstance(cell, gradspec.cells.Stack)
+
+
+@needs_torch
+def test_torch_refuses_bidirectional_and_an_unrecorded_nonlinearity():
+    bi = torch.nn.LSTM(D, N, num_layers=2, bidirectional=True)
+    for source in (bi, bi.state_dict()):
+        with pytest.raises(ValueError, match="bidirectional.*reverse time order"):
+            interop.from_torch(source)
+    forward = {k: v for k, v in bi.state_dict().items() if not k.endswith("_reverse")}
+    with pytest.raises(ValueError, match=r"`params\['layer1'\]` reads 10 inputs"):
+        interop.from_torch(forward)  # layer 1 reads both directions' outputs
+    relu = torch.nn.RNN(D, N, num_layers=2, nonlinearity="relu")
+    for layer in (None, 1):
+        with pytest.raises(ValueError, match="`nonlinearity` is required"):
+            interop.from_torch(relu.state_dict(), layer=layer)
+    cell, _ = interop.from_torch(relu.state_dict(), layer=1, nonlinearity="relu")
+    assert cell == gradspec.cells.RNN("relu")
+    with pytest.raises(TypeError, match="find_recurrent"):
+        interop.from_torch(torch.nn.Sequential(torch.nn.LSTM(D, N)))
+
+
+@needs_torch
+def test_find_recurrent_in_an_embedding_lstm_linear_model():
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Embedding(20, D)
+            self.rnn = torch.nn.LSTM(D, N, num_layers=2, batch_first=True)
+            self.head = torch.nn.Linear(N, 4)
+
+        def forward(self, tokens):
+            return self.head(self.rnn(self.embed(tokens))[0])
+
+    torch.manual_seed(0)
+    model = Model().double()
+    found = interop.find_recurrent(model)
+    assert (found.name, found.module, found.embedding, found.readout) == (
+        "rnn",
+        model.rnn,
+        model.embed,
+        model.head,
+    )
+    cell, params = interop.from_torch(found.module)
+    tokens = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6]])
+    xs = found.embedding(tokens)[0].detach().numpy()
+    states = gradspec.trajectory(cell, params, xs)
+    with torch.no_grad():
+        logits = model(tokens)[0].numpy()
+    W, b = (found.readout.weight.detach().numpy(), found.readout.bias.detach().numpy())
+    assert_close(np.asarray(states[:, :N]) @ W.T + b, logits, jnp.dtype("float64"))
+    # The model's own readout (M, N) on the visible output, the last layer's h.
+    profile = gradspec.gradient_profile(cell, params, xs, readout=W)
+    assert profile.shape == (len(xs) + 1,) and np.all(np.isfinite(profile))
+
+    assert interop.find_recurrent(model.rnn).name == ""
+    two = torch.nn.Sequential(torch.nn.GRU(D, N), torch.nn.LSTM(N, N))
+    with pytest.raises(ValueError, match=r"2 recurrent modules \('0' \(GRU\), '1'"):
+        interop.find_recurrent(two)
+    with pytest.raises(ValueError, match="holds no torch.nn.RNN"):
+        interop.find_recurrent(torch.nn.Linear(D, N))
+    with pytest.raises(TypeError, match="`model`"):
+        interop.find_recurrent({"rnn": model.rnn})
+
+
 # -- Flax ----------------------------------------------------------------------------
 def _randomize(tree, seed, dtype):
     """Every leaf + noise: Flax's zero-initialised biases would hide their layout."""
@@ -487,6 +576,56 @@ def test_equinox_trajectory_matches_equinox(name, use_bias, dtype):
         carry = module(x, carry)
         want.append(jnp.concatenate(carry) if lstm else carry)
     assert_close(gradspec.trajectory(cell, params, xs, h0), jnp.stack(want), dtype)
+
+
+def test_flax_and_equinox_lists_of_cells_are_stacks():
+    """A list of cells, layer 0 first, is one Stack: its trajectory is the cells looped,
+    each layer reading the visible h of the one below at the same step."""
+    nn = pytest.importorskip("flax.linen")
+    nnx = pytest.importorskip("flax.nnx")
+    eqx = pytest.importorskip("equinox")
+    f64 = jnp.dtype("float64")
+    xs = jnp.asarray(_inputs(f64, D))
+    zeros = jnp.zeros(N, f64)
+    rngs = nnx.Rngs(0)
+    flax_layers = [
+        nnx.LSTMCell(D, N, param_dtype=f64, dtype=f64, rngs=rngs),
+        nnx.GRUCell(N, N, param_dtype=f64, dtype=f64, rngs=rngs),
+    ]
+    eqx_layers = [
+        eqx.nn.GRUCell(D, N, dtype=f64, key=jr.key(1)),
+        eqx.nn.LSTMCell(N, N, dtype=f64, key=jr.key(2)),
+    ]
+    # (layers, step(layer, x, carry) -> carry, visible h of a carry, state of a carry)
+    cases = [
+        (flax_layers, lambda m, x, c: m(c, x)[0], [(zeros, zeros), zeros],
+         lambda c: c[1] if isinstance(c, tuple) else c, _to_state),
+        (eqx_layers, lambda m, x, c: m(x, c), [zeros, (zeros, zeros)],
+         lambda c: c[0] if isinstance(c, tuple) else c,
+         lambda c: jnp.concatenate(c) if isinstance(c, tuple) else c),
+    ]
+    convert = {id(flax_layers): interop.from_flax, id(eqx_layers): interop.from_equinox}
+    for layers, step, carries, visible, to_state in cases:
+        cell, params = convert[id(layers)](layers)
+        assert isinstance(cell, gradspec.cells.Stack) and len(cell.layers) == 2
+        want = []
+        for x in xs:
+            for i, m in enumerate(layers):
+                carries[i] = step(m, x, carries[i])
+                x = visible(carries[i])
+            want.append(cell.join_states([to_state(c) for c in carries]))
+        assert_close(gradspec.trajectory(cell, params, xs), jnp.stack(want), f64)
+    # linen: a list of cells with a list of their variables.
+    linen = [nn.GRUCell(features=N, param_dtype=f64),
+             nn.SimpleCell(features=N, param_dtype=f64)]
+    variables = [
+        m.init(jr.key(i), zeros, jnp.zeros(d, f64))
+        for i, (m, d) in enumerate(zip(linen, (D, N)))
+    ]
+    cell, params = interop.from_flax(linen, variables)
+    assert cell == gradspec.cells.Stack((gradspec.cells.GRU(), gradspec.cells.RNN()))
+    with pytest.raises(ValueError, match="one entry per layer"):
+        interop.from_flax(linen, variables[:1])
 
 
 def test_equinox_errors():

@@ -184,7 +184,9 @@ def test_diagnose_hand_checkable():
     params = {"W_hh": jnp.diag(jnp.array([1.1, 0.5])), "W_xh": jnp.zeros((2, 1)), "b": jnp.zeros(2)}
     d = gradspec.diagnose(cell, params, jnp.zeros((100, 1)))
     assert d.regime == "exploding"
-    assert d.lyapunov == pytest.approx(math.log(1.1), abs=1e-12)
+    # From the fixed-key random start frame the log 0.5 direction's share decays like
+    # (0.5/1.1)^t: after the 10-step warm-up it moves the mean log growth by < 1e-6.
+    assert d.lyapunov == pytest.approx(math.log(1.1), abs=1e-6)
     # Default readout (1,1)/sqrt 2: ||r J^k|| = sqrt(1.21^k + 0.25^k) / sqrt 2.
     k = 100
     assert d.log_gradient_ratio == pytest.approx(0.5 * math.log((1.21**k + 0.25**k) / 2), rel=1e-12)

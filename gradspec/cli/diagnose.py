@@ -14,6 +14,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import jax.random as jr
+import numpy as np
 
 from .. import cells, init
 from ..interop import from_torch
@@ -26,6 +27,9 @@ CELLS = ("rnn", "lstm", "gru")
 
 def _build(args):
     """(cell, params, xs) from the command-line flags (or a saved PyTorch state_dict)."""
+    args.inputs_file = args.inputs if isinstance(args.inputs, np.ndarray) else None
+    if args.inputs_file is not None:
+        args.inputs = args.inputs_file.shape[-1]
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     dtype = jnp.dtype(args.dtype)
@@ -38,8 +42,26 @@ def _build(args):
         recurrent_init = getattr(init, args.init)(args.gain)
     k_params, k_xs = jr.split(jr.key(args.seed))
     params = cell.init(k_params, args.hidden, args.inputs, recurrent_init=recurrent_init, dtype=dtype)
-    xs = args.input_scale * jr.normal(k_xs, (args.T, args.inputs), dtype)
-    return cell, params, xs
+    return cell, params, _inputs(args, k_xs, dtype)
+
+
+def _inputs(args, key, dtype):
+    """The drive: the user's sequences (--inputs FILE.npy), else N(0, scale^2) noise."""
+    if args.inputs_file is not None:
+        args.T = args.inputs_file.shape[-2]
+        return jnp.asarray(args.inputs_file, dtype)
+    return args.input_scale * jr.normal(key, (args.T, args.inputs), dtype)
+
+
+def _dimension_or_file(text: str):
+    """--inputs: an input dimension D, or a .npy file of sequences (T, D) / (B, T, D)."""
+    if text.endswith(".npy"):
+        array = np.load(text)
+        if array.ndim not in (2, 3):
+            raise argparse.ArgumentTypeError(
+                f"{text} must hold (T, D) or (B, T, D) sequences; got shape {array.shape}")
+        return array
+    return positive(text)
 
 
 def _build_from_torch(args, dtype):
@@ -50,18 +72,24 @@ def _build_from_torch(args, dtype):
         state = state["state_dict"]
     cell, params = from_torch(state, layer=args.layer, nonlinearity=args.torch_nonlinearity, dtype=dtype)
     args.hidden, args.inputs = cell.hidden_size(params), cell.input_size(params)
-    args.cell = type(cell).__name__.lower()
-    args.nonlinearity = getattr(cell, "nonlinearity", "-")
-    args.init, args.gain = f"{args.torch} (layer {args.layer})", None
-    xs = args.input_scale * jr.normal(jr.key(args.seed), (args.T, args.inputs), dtype)
-    return cell, params, xs
+    layers = getattr(cell, "layers", (cell,))
+    args.cell = (f"{len(layers)}-layer " if len(layers) > 1 else "") + type(layers[0]).__name__.lower()
+    args.nonlinearity = getattr(layers[0], "nonlinearity", "-")
+    which = "all layers" if args.layer is None else f"layer {args.layer}"
+    args.init, args.gain = f"{args.torch} ({which})", None
+    return cell, params, _inputs(args, jr.key(args.seed), dtype)
 
 
 def run(args) -> int:
     """Run ``gradspec diagnose`` from parsed arguments; returns the exit code."""
-    cell, params, xs = _build(args)
-    pred = predict(cell, params, args.T, inputs=xs)
-    diag = diagnose(cell, params, xs)
+    try:
+        cell, params, xs = _build(args)
+        readout = None if args.readout is None else np.load(args.readout)
+        pred = predict(cell, params, args.T, inputs=xs)
+        diag = diagnose(cell, params, xs, readout=readout)
+    except (ValueError, TypeError, OSError) as err:
+        print(f"gradspec diagnose: error: {err}", file=sys.stderr)
+        return 2
     if args.json:
         json.dump({"prediction": pred.to_dict(), "measurement": diag.to_dict()}, sys.stdout, indent=2)
         print()
@@ -70,7 +98,8 @@ def run(args) -> int:
     print(f"gradspec diagnose: {name}, N={args.hidden}, init={args.init}"
           + ("" if args.gain is None or args.init == "critical" else f"(gain={args.gain})")
           + f", T={args.T}, seed={args.seed}, {args.dtype}, "
-          + (f"driven by N(0, {args.input_scale:g}^2) inputs" if args.input_scale else "undriven"))
+          + ("driven by your inputs" if args.inputs_file is not None else
+             f"driven by N(0, {args.input_scale:g}^2) inputs" if args.input_scale else "undriven"))
     print()
     rows = []
     if diag.spectral_radius is not None:
@@ -85,14 +114,21 @@ def run(args) -> int:
         ("measured lambda_max / step", f"{diag.lyapunov:+.4f}  (Lyapunov, this input)"),
         ("gradient rate / step", f"{diag.profile_rate:+.4f}  (fit of log||dL/dh_(T-k)|| vs k)"),
         ("||dL/dh_0|| / ||dL/dh_T||", _ratio(diag.log_gradient_ratio)),
-        ("measured regime", diag.regime),
     ]
+    if diag.loss_rate is not None:
+        rows += [
+            ("loss rate / step", f"{diag.loss_rate:+.4f}"
+             + (f" +- {diag.loss_rate_se:.4f}" if diag.loss_rate_se else "")
+             + "  (the readout's gradient through the recurrence)"),
+            ("invisible state entries", str(list(diag.invisible_units))),
+        ]
+    rows += [("measured regime", diag.regime)]
     width = max(len(r[0]) for r in rows)
     for label, value in rows:
         print(f"  {label:<{width}}  {value}")
     print()
     print("why:")
-    for reason in pred.reasons:
+    for reason in pred.reasons + diag.why:
         print(f"  - {reason}")
     return 0
 
@@ -114,7 +150,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     d.add_argument("--cell", choices=CELLS, default="rnn")
     d.add_argument("--nonlinearity", choices=("tanh", "sigmoid", "relu", "linear"), default="tanh")
     d.add_argument("--hidden", type=positive, default=128, help="hidden units N")
-    d.add_argument("--inputs", type=positive, default=1, help="input dimension D")
+    d.add_argument("--inputs", type=_dimension_or_file, default=1,
+                   help="input dimension D of the random drive, or FILE.npy: your own "
+                        "sequences (T, D) or (B, T, D) (then --T is their length)")
+    d.add_argument("--readout", metavar="FILE.npy",
+                   help="the model's readout (M, N) or (N,) on the visible output, e.g. a "
+                        "trained nn.Linear's weight: the verdict follows the rate the loss sees")
     d.add_argument("--init", choices=INITS, default="gaussian")
     d.add_argument("--gain", type=float, default=1.0)
     d.add_argument("--T", type=positive, default=500, help="sequence length")
@@ -123,8 +164,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     d.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     d.add_argument("--json", action="store_true", help="print JSON instead of a table")
     d.add_argument("--torch", metavar="PATH", help="diagnose a saved torch.nn.RNN/LSTM/GRU state_dict")
-    d.add_argument("--layer", type=int, default=0, help="which layer of --torch")
+    d.add_argument("--layer", type=int, default=None,
+                   help="one layer of --torch (default: the whole stack)")
     d.add_argument("--torch-nonlinearity", choices=("tanh", "relu"), default=None,
-                   help="nn.RNN's nonlinearity (a state_dict does not record it; default tanh)")
+                   help="nn.RNN's nonlinearity: required for an nn.RNN state_dict, "
+                        "which does not record it")
     d.set_defaults(run=run)
     return d

@@ -264,8 +264,13 @@ def _train_step(config: TrainConfig, optimizer, carry, step):
 
     def transported():
         one = functools.partial(_log_transported, config, params)
-        logs = jax.vmap(one)(batch.inputs, hs, batch.targets[:, -1])
-        return jnp.mean(logs[:, np.asarray(config.lags)], axis=0)
+        logs = jax.vmap(one)(batch.inputs, hs, batch.targets[:, -1])[:, np.asarray(config.lags)]
+        # Examples whose gradient is exactly zero (a saturated softmax that already
+        # predicts its target, dead ReLUs) carry no rate: average over the finite ones.
+        finite = jnp.isfinite(logs)
+        count = jnp.sum(finite, axis=0)
+        mean = jnp.sum(jnp.where(finite, logs, 0), axis=0) / jnp.maximum(count, 1)
+        return jnp.where(count > 0, mean, -jnp.inf)
 
     # Every record_every steps (the step counter is not batched, so under the seeds'
     # vmap this stays a branch and the other steps pay nothing).
@@ -354,7 +359,9 @@ def train(
             \quad (\texttt{log\_grad\_lags}).
 
     :math:`\tau_k` is the *transported* gradient: the loss :math:`p_{b,L}` of the last
-    position (every task puts loss there) carried back through the recurrence alone;
+    position (every task puts loss there) carried back through the recurrence alone
+    (the mean runs over the examples where it is nonzero: a softmax saturated on its
+    target gives an exactly zero gradient, which has no rate);
     it is the batch mean of :func:`gradspec.gradient_profile` at lag k with
     ``readout`` :math:`= \partial p_{b,L} / \partial h_L`, and the quantity that
     decides whether a dependency k steps long can be learned (:func:`gradspec.verify`

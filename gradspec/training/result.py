@@ -55,7 +55,8 @@ class TrainResult:
     log_grad_lags: (
         jax.Array
     )  # (steps, n_lags) mean_b log ||d l_b / d h_{L-k}||, k = lags
-    log_transported: jax.Array  # (steps, n_lags) mean_b log ||d p_{b,L} / d h_{L-k}||
+    log_transported: jax.Array  # (steps, n_lags) mean_b log ||d p_{b,L} / d h_{L-k}|| over
+    #   the examples where it is nonzero (-inf: exactly zero for every example)
     #   through the recurrence alone (NaN on steps not recorded, see record_every)
     accuracy: jax.Array  # (steps,) training-batch accuracy (classification tasks; else NaN)
     finite: jax.Array  # (steps,) bool: this step and all before it were finite

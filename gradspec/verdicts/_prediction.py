@@ -1,33 +1,7 @@
-r"""Verdicts: will the gradient vanish, stay critical or explode, how fast, and why.
-
-:func:`predict` answers from the initialization alone (the params, no data);
-:func:`diagnose` measures along a given input sequence. Both speak one vocabulary:
-
-- ``"vanishing"``: :math:`\lambda_{max} < -\tau`,
-- ``"critical"``: :math:`|\lambda_{max}| \le \tau`,
-- ``"exploding"``: :math:`\lambda_{max} > \tau`,
-
-where :math:`\lambda_{max}` is the top Lyapunov exponent of the dynamics (natural log per
-step, the asymptotic growth rate of :math:`\|\partial L/\partial h_{T-k}\|` in k) and the
-threshold is
-
-.. math:: \tau = \frac{\ln F}{T} + 2\,\delta\lambda, \qquad F = 10 \text{ by default.}
-
-Why: with :math:`|\lambda_{max}| \le \ln F / T` the gradient changes by less than a
-factor F over the whole horizon T, which is what "critical" means for training at that
-length (``factor=`` sets F); and a rate within two standard errors :math:`\delta\lambda`
-of that edge has an unresolved regime, so the band widens by them. The time scale is
-:math:`\xi = 1/|\lambda_{max}|` steps.
-
-The verdict is about the network in hand: theory (mean field, the fixed point) explains
-and extrapolates, and :func:`predict` reports it only where the network's own sampled
-exponent agrees with it within that exponent's uncertainty; otherwise the measurement
-decides and ``reasons`` names the assumption that broke.
-"""
+"""predict(): the verdict from the initialization alone (theory checked by sampling)."""
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 from typing import Optional
@@ -37,17 +11,13 @@ import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
 
-from . import theory
-from ._checks import check_int
-from ._precision import full_precision
-from .cells import GRU, LSTM, RNN, as_cell, check_params, check_trajectory_inputs
-from .measure.jacobians import _states, gradient_profile, profile_rate
-from .measure.spectra import _frame_sweeps, lyapunov_spectrum, weight_spectrum
-
-__all__ = ["Prediction", "Diagnosis", "predict", "diagnose", "classify", "regime_threshold"]
-
-#: F: "critical" means the gradient changes by less than this factor over the horizon T.
-CRITICAL_FACTOR = 10.0
+from .. import theory
+from .._checks import check_int
+from .._precision import full_precision
+from ..cells import GRU, LSTM, RNN, as_cell, check_params, check_trajectory_inputs
+from ..measure.jacobians import _states
+from ..measure.spectra import _frame_sweeps, weight_spectrum
+from ._regime import CRITICAL_FACTOR, Prediction, _plain, _timescale, classify, regime_threshold
 
 #: Trajectories sampled by :func:`predict`, their length and the steps discarded first.
 SAMPLES, SAMPLE_STEPS, SAMPLE_WARMUP = 8, 512, 128
@@ -62,90 +32,6 @@ TRANSIENT_POWERS = 16
 #: phase's fixed point h = 0 gives the exact finite-N exponent (relu is not
 #: differentiable at 0, and its exponent at 0 depends on which units are active).
 SMOOTH_AT_ZERO = ("tanh", "linear")
-
-
-def classify(lambda_max: float, tol: float) -> str:
-    """The regime of a top Lyapunov exponent given the threshold ``tol`` (module doc)."""
-    if not math.isfinite(lambda_max):
-        return "exploding" if lambda_max > 0 or math.isnan(lambda_max) else "vanishing"
-    if lambda_max < -tol:
-        return "vanishing"
-    return "exploding" if lambda_max > tol else "critical"
-
-
-def regime_threshold(T: int, uncertainty: float = 0.0, factor: float = CRITICAL_FACTOR) -> float:
-    r"""The critical band's half-width :math:`	au = \ln F / T + 2\,\delta\lambda`.
-
-    Examples:
-        >>> from gradspec.verdicts import regime_threshold
-        >>> round(regime_threshold(100), 5)  # ln 10 / 100: a factor 10 over 100 steps
-        0.02303
-    """
-    if not (isinstance(factor, (int, float)) and factor > 1):
-        raise ValueError(f"`factor` must be a number > 1; got {factor!r}.")
-    widen = 2 * uncertainty if math.isfinite(uncertainty) else 0.0
-    return math.log(factor) / T + widen
-
-
-def _timescale(lam: float) -> float:
-    return math.inf if lam == 0 else 1.0 / abs(lam)
-
-
-class _Record:
-    """Plain-data helpers shared by the result dataclasses."""
-
-    def to_dict(self) -> dict:
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
-
-    @classmethod
-    def from_dict(cls, data: dict):
-        # JSON has no tuples: restore them, so the round trip gives an equal record.
-        value = lambda v: tuple(v) if isinstance(v, list) else v
-        return cls(**{f.name: value(data[f.name]) for f in dataclasses.fields(cls)})
-
-
-def _plain(v):
-    if isinstance(v, (jax.Array, np.ndarray, np.generic)):
-        v = np.asarray(v)
-        return v.item() if v.ndim == 0 else v.tolist()
-    if isinstance(v, tuple):
-        return list(v)
-    return v
-
-
-@dataclasses.dataclass(frozen=True)
-class Prediction(_Record):
-    """What :func:`predict` says. All rates are natural log per step."""
-
-    regime: str  # "vanishing" | "critical" | "exploding"
-    lyapunov: float  # lambda_max, the predicted top Lyapunov exponent
-    uncertainty: float  # standard error of lambda_max over sampled trajectories
-    threshold: float  # tau = ln(F)/T + 2 uncertainty: |lambda_max| <= tau is "critical"
-    timescale: float  # 1 / |lambda_max| steps (inf when lambda_max = 0)
-    T: int  # horizon the verdict is for
-    log_gradient_ratio: float  # predicted log ||dL/dh_0|| / ||dL/dh_T|| = T lambda_max
-    source: str  # "fixed-point", "mean-field" or "lyapunov"
-    measured_lyapunov: float  # mean top exponent over the sampled trajectories
-    samples_finite: int  # sampled trajectories whose states stayed finite
-    reasons: tuple  # the argument in words, one sentence each
-    mean_field: Optional[dict] = None  # theory.mean_field(...) fields (i.i.d.-like W_hh)
-
-
-@dataclasses.dataclass(frozen=True)
-class Diagnosis(_Record):
-    """What :func:`diagnose` measured along one input sequence."""
-
-    regime: str  # classify(rate, ln(F)/T); rate = loss_rate with a readout, else lyapunov
-    lyapunov: float  # top Lyapunov exponent along xs (warm-up T//10 discarded), batch mean
-    profile_rate: float  # slope of log||dL/dh_{T-k}|| in k (default readout), batch mean
-    log_gradient_ratio: float  # log ||dL/dh_0|| / ||dL/dh_T||, batch mean
-    T: int
-    spectral_radius: Optional[float] = None  # rho(W_hh), vanilla RNN only
-    spectral_norm: Optional[float] = None  # ||W_hh||_2, vanilla RNN only
-    batch: int = 1  # sequences measured (xs (B, T, D))
-    lyapunov_se: Optional[float] = None  # standard error over the batch (None for one)
-    loss_rate: Optional[float] = None  # slope of log||R P J_T...J_{T-k+1}|| (readout R)
-    loss_rate_se: Optional[float] = None  # its standard error over the batch
 
 
 def _iid_scale(W: np.ndarray, spectrum) -> Optional[float]:
@@ -273,7 +159,8 @@ def predict(cell, params, T: int, key=None, inputs=None, *, samples: int = SAMPL
         reasons, mf = ["undriven: zero input (pass inputs= for the network's own drive)"], None
     else:
         power = float(jnp.mean(jnp.asarray(xs, jnp.float32) ** 2))
-        reasons, mf = [f"driven by the given inputs: {xs.shape[0]} sequences of {xs.shape[1]} "
+        given = 1 if np.ndim(inputs) == 2 else np.shape(inputs)[0]
+        reasons, mf = [f"driven by the given inputs: {given} sequence(s) of {xs.shape[1]} "
                        f"steps, mean x^2 = {power:.3g}"], None
     lyapunov, source = measured, "lyapunov"
     if isinstance(cell, RNN):
@@ -434,73 +321,3 @@ def _verdict(regime: str, lam: float, T: int, tol: float) -> str:
     word = "shrinks" if lam < 0 else "grows"
     return (f"{regime}: the gradient {word} by e every {1 / abs(lam):.1f} steps, "
             f"10^{decades:.1f} over T = {T}; a factor 10^6 after {steps_1e6:.0f} steps")
-
-
-def diagnose(cell, params, xs, h0=None, *, readout=None,
-             factor: float = CRITICAL_FACTOR) -> Diagnosis:
-    r"""Measure the regime along an input sequence ``xs`` (T, D), or a batch (B, T, D).
-
-    Uses :func:`gradspec.lyapunov_spectrum` (top exponent, warm-up T//10),
-    :func:`gradspec.gradient_profile` and :func:`gradspec.profile_rate`; the regime
-    threshold is ln(F)/T with F = ``factor`` (module doc). A batch reports the mean
-    over its sequences and the standard error.
-
-    With ``readout`` (the model's own readout: a vector or an (M, N_out) matrix such
-    as a trained linear layer's weight, see :func:`gradspec.gradient_profile`) the
-    verdict is about the loss the model has: ``loss_rate`` is the slope in k of
-    :math:`\log \| R\, P\, J_T \cdots J_{T-k+1} \|_F`, the gradient transported from
-    the readout back through the recurrence, and the regime follows it. The top
-    exponent stays beside it: it is the worst direction, which the readout may never
-    see (saturated memory units whose output gate or tanh'(c) is ~0).
-
-    Examples:
-        >>> import jax, jax.numpy as jnp, gradspec
-        >>> cell = gradspec.cells.RNN("linear")
-        >>> params = {"W_hh": 0.9 * jnp.eye(3), "W_xh": jnp.zeros((3, 1)), "b": jnp.zeros(3)}
-        >>> d = gradspec.diagnose(cell, params, jnp.zeros((200, 1)))
-        >>> d.regime, round(d.profile_rate, 4)  # log 0.9
-        ('vanishing', -0.1054)
-    """
-    batch = np.ndim(xs) == 3
-    seqs = xs if batch else [xs]
-    cell, _, h0 = check_trajectory_inputs(cell, params, seqs[0], h0)
-    seqs = jnp.asarray(seqs, h0.dtype)
-    T = seqs.shape[1]
-
-    def profiles(r):
-        return jax.vmap(lambda x: gradient_profile(cell, params, x, h0, readout=r))(seqs)
-
-    lam = jax.vmap(lambda x: lyapunov_spectrum(cell, params, x, h0, k=1, warmup=T // 10))(seqs)
-    lam, prof = np.asarray(lam[:, 0], np.float64), profiles(None)
-    rates = np.asarray(jax.vmap(profile_rate)(prof))
-    loss_rate = loss_se = None
-    rate = _mean_se(lam)
-    if readout is not None:
-        loss_prof = profiles(readout)
-        loss_rate, loss_se = _mean_se(np.asarray(jax.vmap(profile_rate)(loss_prof), np.float64))
-        rate = (loss_rate, loss_se)
-    radius = norm = None
-    if isinstance(cell, RNN):
-        spec = weight_spectrum(params["W_hh"])
-        radius, norm = float(spec.spectral_radius), float(spec.spectral_norm)
-    se = rate[1] or 0.0
-    return Diagnosis(
-        regime=classify(rate[0], regime_threshold(T, se, factor)),
-        lyapunov=_mean_se(lam)[0],
-        profile_rate=float(np.mean(rates)),
-        log_gradient_ratio=float(np.mean(np.asarray(prof[:, -1] - prof[:, 0], np.float64))),
-        T=T,
-        spectral_radius=radius,
-        spectral_norm=norm,
-        batch=seqs.shape[0],
-        lyapunov_se=_mean_se(lam)[1],
-        loss_rate=loss_rate,
-        loss_rate_se=loss_se,
-    )
-
-
-def _mean_se(values: np.ndarray) -> tuple[float, Optional[float]]:
-    """Mean and standard error over a batch (None for one value)."""
-    n = len(values)
-    se = float(np.std(values, ddof=1) / math.sqrt(n)) if n > 1 else None
-    return float(np.mean(values)), se

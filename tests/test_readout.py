@@ -1,0 +1,92 @@
+"""The rate the loss sees: readouts on the visible output, matrices, batches."""
+
+import re
+
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+
+import gradspec
+from gradspec import cells
+
+
+def _explicit_log_norms(J, rows):
+    """log ||R J_T ... J_{T-k+1}||_F for k = 0..T by explicit float64 products."""
+    g = np.asarray(rows, np.float64)
+    out = [np.log(np.linalg.norm(g))]
+    for Jt in np.asarray(J, np.float64)[::-1]:
+        g = g @ Jt
+        out.append(np.log(np.linalg.norm(g)))
+    return np.array(out)
+
+
+def test_matrix_readout_on_the_visible_output_is_the_frobenius_profile(getkey):
+    cell = cells.LSTM()
+    params = cell.init(getkey(), 8, 3, dtype=jnp.float64)
+    xs = jr.normal(getkey(), (40, 3), jnp.float64)
+    R = jr.normal(getkey(), (5, 8), jnp.float64)  # (M, N_out): h only, not c
+    ref = _explicit_log_norms(gradspec.step_jacobians(cell, params, xs),
+                              np.concatenate([R, np.zeros((5, 8))], axis=1))
+    got = gradspec.gradient_profile(cell, params, xs, readout=R)
+    # 40 renormalised steps of O(S) terms each: float64 rounding ~1e-14 per step.
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-11)
+    one = gradspec.gradient_profile(cell, params, xs, readout=R[0])  # (N_out,) vector
+    np.testing.assert_allclose(one, _explicit_log_norms(
+        gradspec.step_jacobians(cell, params, xs), np.concatenate([R[0], np.zeros(8)])),
+        rtol=0, atol=1e-11)
+    with pytest.raises(ValueError, match="`readout` must have shape"):
+        gradspec.gradient_profile(cell, params, xs, readout=jnp.ones(7))
+
+
+def _lstm_with_silent_memory(key, n=16, silent=4):
+    """An LSTM whose first `silent` units keep their memory (forget gate ~1) but never
+    show it (output gate ~0) and get no input (input gate ~0): the top exponent is
+    theirs, ~log f ~ 0, while the loss, read from h, never sees them."""
+    cell = cells.LSTM()
+    params = cell.init(key, n, 2, dtype=jnp.float64)
+    b = np.zeros(4 * n)
+    i, f, g, o = (slice(k * n, k * n + silent) for k in range(4))
+    b[i], b[f], b[o] = -30.0, 30.0, -30.0
+    W = np.asarray(params["weight_hh"]).copy()
+    for block in range(4):  # the silent units neither read nor are read
+        W[block * n: block * n + silent, :] *= 0
+    params = dict(params, bias_ih=jnp.asarray(b), bias_hh=jnp.zeros(4 * n),
+                  weight_hh=jnp.asarray(W))
+    return cell, params
+
+
+def test_loss_rate_follows_the_readout_not_the_worst_direction(getkey):
+    cell, params = _lstm_with_silent_memory(getkey())
+    xs = jr.normal(getkey(), (3, 120, 2), jnp.float64)
+    R = jr.normal(getkey(), (2, 16), jnp.float64)
+    d = gradspec.diagnose(cell, params, xs, readout=R)
+    assert d.batch == 3 and d.loss_rate is not None
+    # The worst direction: the silent memory, decaying by sigmoid(30) ~ 1 - 1e-13.
+    assert abs(d.lyapunov) < 1e-6
+    # The loss's rate by explicit products per sequence (least squares over all lags).
+    rates = []
+    for x in xs:
+        logs = _explicit_log_norms(gradspec.step_jacobians(cell, params, x),
+                                   np.concatenate([R, np.zeros((2, 16))], axis=1))
+        rates.append(np.polyfit(np.arange(len(logs)), logs, 1)[0])
+    assert d.loss_rate == pytest.approx(np.mean(rates), abs=1e-10)
+    assert d.loss_rate < -0.1 and d.regime == "vanishing"
+    assert d.loss_rate_se == pytest.approx(np.std(rates, ddof=1) / np.sqrt(3), abs=1e-10)
+    # Without a readout the verdict is the top exponent's: critical over T = 120.
+    assert gradspec.diagnose(cell, params, xs).regime == "critical"
+
+
+def test_invisible_units_are_the_silent_memory(getkey):
+    cell, params = _lstm_with_silent_memory(getkey())
+    xs = jr.normal(getkey(), (2, 100, 2), jnp.float64)
+    d = gradspec.diagnose(cell, params, xs, readout=jr.normal(getkey(), (2, 16), jnp.float64))
+    # lambda_1 (~0) lives on the memory cells c[0..3] of the silent units (state entries
+    # 16..19), which the readout never reaches.
+    assert d.invisible_units is not None and set(d.invisible_units) <= {16, 17, 18, 19}
+    assert len(d.invisible_units) >= 1
+    text = " ".join(d.why)
+    assert "c[0]" in text or "c[1]" in text or "c[2]" in text or "c[3]" in text
+    assert "forget gate 1 [1, 1]" in text  # sigmoid(+30)
+    assert re.search(r"output gate 9\.\d+e-14", text)  # sigmoid(-30 + small input drive)
