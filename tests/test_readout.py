@@ -1,5 +1,6 @@
 """The rate the loss sees: readouts on the visible output, matrices, batches."""
 
+import json
 import re
 
 import jax
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 import gradspec
-from gradspec import cells
+from gradspec import cells, cli
 
 
 def _explicit_log_norms(J, rows):
@@ -90,3 +91,25 @@ def test_invisible_units_are_the_silent_memory(getkey):
     assert "c[0]" in text or "c[1]" in text or "c[2]" in text or "c[3]" in text
     assert "forget gate 1 [1, 1]" in text  # sigmoid(+30)
     assert re.search(r"output gate 9\.\d+e-14", text)  # sigmoid(-30 + small input drive)
+
+
+def test_cli_takes_a_whole_torch_stack_with_your_inputs_and_readout(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    torch.save(torch.nn.LSTM(3, 8, num_layers=2).state_dict(), tmp_path / "lstm.pt")
+    xs = np.random.default_rng(0).standard_normal((2, 40, 3))
+    np.save(tmp_path / "x.npy", xs)
+    np.save(tmp_path / "W.npy", np.random.default_rng(1).standard_normal((4, 8)))
+    args = ["diagnose", "--torch", str(tmp_path / "lstm.pt"), "--inputs", str(tmp_path / "x.npy"),
+            "--readout", str(tmp_path / "W.npy"), "--dtype", "float64", "--json"]
+    assert cli.main(args) == 0
+    out = json.loads(capsys.readouterr().out)["measurement"]
+    assert out["T"] == 40 and out["batch"] == 2 and out["loss_rate"] is not None
+    # The same numbers through the API.
+    cell, params = gradspec.interop.from_torch(torch.load(tmp_path / "lstm.pt"), dtype="float64")
+    d = gradspec.diagnose(cell, params, xs, readout=np.load(tmp_path / "W.npy"))
+    assert out["loss_rate"] == pytest.approx(d.loss_rate, abs=1e-12)
+    np.save(tmp_path / "bad.npy", np.ones((4, 7)))
+    args[6] = str(tmp_path / "bad.npy")
+    assert cli.main(args) == 2
+    assert "`readout` must have shape" in capsys.readouterr().err

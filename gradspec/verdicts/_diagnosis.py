@@ -146,7 +146,7 @@ def _invisible_units(cell, params, seqs, h0, readout, lam, loss_rate):
         labels = _state_labels(cell, size)
         names = [labels[i] for i in invisible]
         why.append(f"lambda_1 lives on {', '.join(names[:12])}{' ...' if len(names) > 12 else ''}"
-                   f" ({len(invisible)} state entries), which hold < {INVISIBLE_SHARE:g} of "
+                   f" ({len(invisible)} state {'entry' if len(invisible) == 1 else 'entries'}), which hold < {INVISIBLE_SHARE:g} of "
                    "the readout's gradient: nothing leaves them towards the loss")
         if isinstance(cell, LSTM):
             n = cell.output_size(size)
