@@ -93,7 +93,7 @@ def assert_within(got, want, atol, err_msg=""):
     same = (got == want) | (np.isnan(got) & np.isnan(want))
     with np.errstate(invalid="ignore"):
         err = np.where(same, 0.0, np.abs(got - want))
-    bad = ~(err <= atol)
+    bad = ~same & ~(err <= atol)
     if bad.any():
         worst = np.unravel_index(np.argmax(np.where(bad, err / atol, -1.0)), got.shape)
         raise AssertionError(

@@ -1,5 +1,7 @@
 """Weight spectra, product singular values and Lyapunov spectra against references."""
 
+import math
+
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -45,15 +47,18 @@ def test_scaled_orthogonal_linear_rnn_is_exactly_log_g(dtype, getkey):
     np.testing.assert_allclose(lsv / T, np.full(n, np.log(g)), atol=tol)
 
 
-def _mpmath_log_singular_values(Js, dps):
-    """Independent reference: exact product and SVD in arbitrary precision."""
+def _mpmath_log_singular_values(Js, dps, zero_below=None):
+    """Independent reference: exact product and SVD in arbitrary precision. With
+    ``zero_below``, singular values under ``zero_below * sigma_1`` count as 0 (-inf)."""
     mpmath = pytest.importorskip("mpmath")
     with mpmath.workdps(dps):
         P = mpmath.eye(Js.shape[1])
         for J in Js:
             P = mpmath.matrix(J.tolist()) * P
         sv = mpmath.svd_r(P, compute_uv=False)
-        return np.sort([float(mpmath.log(s)) for s in sv])[::-1]
+        floor = 0 if zero_below is None else zero_below * max(sv)
+        logs = [float(mpmath.log(s)) if s > floor else -np.inf for s in sv]
+        return np.sort(logs)[::-1]
 
 
 @pytest.mark.parametrize("name", ["tanh", "gru", "custom"])
@@ -63,8 +68,9 @@ def test_product_singular_values_match_arbitrary_precision_svd(name, getkey):
     Js = np.asarray(gradspec.step_jacobians(cell, params, xs))
     lsv = gradspec.product_singular_values(cell, params, xs)
     ref = _mpmath_log_singular_values(Js, dps=60)
-    # Converged sweeps are exact to accumulated float64 rounding: ~T eps relative.
-    np.testing.assert_allclose(lsv, ref, atol=1e-7)
+    # Sweeps run to the rounding floor: float64 rounding of the summed logs (measured
+    # <= 4e-16 relative; a stop at sqrt(eps) left 7e-10); the documented bound 1e-10.
+    np.testing.assert_allclose(lsv, ref, rtol=1e-10)
 
 
 def test_product_singular_values_spanning_hundreds_of_decades(getkey):
@@ -78,14 +84,72 @@ def test_product_singular_values_spanning_hundreds_of_decades(getkey):
     Js = np.repeat(W[None], T, axis=0)
     ref = _mpmath_log_singular_values(Js, dps=2000)
     assert ref[0] - ref[-1] > 600 * np.log(10)  # really spans > 600 decades
-    # Relative accuracy of each log sigma: 1e-9 of its magnitude (T eps rounding).
-    np.testing.assert_allclose(lsv, ref, rtol=1e-9)
+    # Relative accuracy of each log sigma: T eps rounding (measured 1.5e-15), well
+    # inside the documented 1e-10.
+    np.testing.assert_allclose(lsv, ref, rtol=1e-10)
     lsv32 = gradspec.product_singular_values(
         cells.RNN("linear"), jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), params),
         jnp.zeros((T, 1), jnp.float32),
     )
     assert np.all(np.isfinite(np.asarray(lsv32)))
     np.testing.assert_allclose(lsv32, ref, rtol=1e-4)
+
+
+@pytest.mark.parametrize("gain", [0.5, 1.5])
+def test_product_singular_values_of_relu_products_with_dead_units(gain, getkey):
+    # Half the units of a bias-free ReLU network are dead at each step: zero rows of J_t,
+    # a product of rank 11 of 32. Reference: the product formed and decomposed with 80
+    # digits, where its null singular values come out ~1e-80 sigma_1 and its nonzero
+    # ones above 1e-20 sigma_1, so that a 1e-40 cut counts the rank without ambiguity.
+    n, T = 32, 50
+    cell = cells.RNN("relu")
+    params = cell.init(getkey(), n, D, recurrent_init=gradspec.init.gaussian(gain), dtype=jnp.float64)
+    xs = jr.normal(getkey(), (T, D), jnp.float64)
+    Js = np.asarray(gradspec.step_jacobians(cell, params, xs))
+    ref = _mpmath_log_singular_values(Js, dps=80, zero_below=1e-40)
+    lsv = np.asarray(gradspec.product_singular_values(cell, params, xs))
+    rank = int(np.isfinite(ref).sum())
+    assert 8 <= rank < n  # singular, with a nontrivial finite part
+    # Beyond the rank: exactly -inf, not rounding noise.
+    np.testing.assert_array_equal(lsv[rank:], -np.inf)
+    # The finite part: float64 rounding of T steps' logs (measured: 2e-15; a stop after
+    # one sweep pair left 0.06-0.42 nats); the documented bound 1e-10 relative.
+    np.testing.assert_allclose(lsv[:rank], ref[:rank], rtol=1e-10)
+
+
+def test_product_singular_values_to_float64_rounding_across_160_nats(getkey):
+    # A contracting tanh network: log sigma from -37 down to -199, close pairs (gaps of
+    # 0.84 nats) among them, where a stop at sqrt(eps) left errors of 1e-3 relative.
+    n, T = 16, 60
+    cell = cells.RNN("tanh")
+    params = cell.init(getkey(), n, D, recurrent_init=gradspec.init.gaussian(0.5), dtype=jnp.float64)
+    xs = 0.5 * jr.normal(getkey(), (T, D), jnp.float64)
+    Js = np.asarray(gradspec.step_jacobians(cell, params, xs))
+    # 80 digits resolve sigma_min / sigma_1 ~ e^-162 = 1e-70 to 1e-10: the reference is
+    # good to ~1e-14 relative in the logs (checked against 150 digits).
+    ref = _mpmath_log_singular_values(Js, dps=80)
+    assert ref[0] > -45 and ref[-1] < -190
+    lsv = gradspec.product_singular_values(cell, params, xs)
+    # Float64 rounding of the summed logs (measured: 1e-14); the documented bound 1e-10.
+    np.testing.assert_allclose(lsv, ref, rtol=1e-10)
+
+
+def test_product_singular_values_of_a_saturated_rnn(getkey):
+    # Inputs of scale 6 saturate the tanh units: slopes down to 1e-14, log sigma from
+    # -18 to -299. The backward sweep regroups P^T so that every QR sees the slopes as
+    # row scales (through the vjp, W^T D_t Q, they were lost: 1e-4 relative errors).
+    n, T = 16, 15
+    cell = cells.RNN("tanh")
+    params = cell.init(getkey(), n, D, dtype=jnp.float64)
+    xs = 6.0 * jr.normal(getkey(), (T, D), jnp.float64)
+    Js = np.asarray(gradspec.step_jacobians(cell, params, xs))
+    assert np.abs(Js).max(2).min() < 1e-12
+    # 150 digits: sigma_min / sigma_1 ~ 1e-122 still leaves ~28 exact digits.
+    ref = _mpmath_log_singular_values(Js, dps=150)
+    assert ref[-1] - ref[0] < -250
+    lsv = gradspec.product_singular_values(cell, params, xs)
+    # Float64 rounding (measured: 7e-16); the documented bound 1e-10.
+    np.testing.assert_allclose(lsv, ref, rtol=1e-10)
 
 
 @pytest.mark.parametrize("nonlinearity", ["tanh", "sigmoid"])
@@ -163,3 +227,27 @@ def test_spectra_errors(getkey):
         gradspec.lyapunov_spectrum(cell, params, xs, k=2.0)
     with pytest.raises(ValueError, match="max_sweeps"):
         gradspec.product_singular_values(cell, params, xs, max_sweeps=0)
+
+
+@pytest.mark.parametrize("order", [0, 1, 2])
+def test_default_frame_finds_the_top_exponent_in_any_unit_order(order):
+    # A diagonal recurrence h' = u * h (LRU/indRNN-like): every axis is an invariant
+    # subspace, so a frame of coordinate axes would report whichever unit comes first.
+    # Exact: lambda_i = log u_i sorted, whatever the order of the units.
+    u = np.linspace(0.1, 0.99, 12)
+    perm = np.random.default_rng(order).permutation(12)
+    cell = cells.RNN("linear")
+    params = {"W_hh": jnp.diag(jnp.asarray(u[perm])), "W_xh": jnp.zeros((12, 1)),
+              "b": jnp.zeros(12)}
+    xs = jnp.zeros((400, 1))
+    top = gradspec.lyapunov_spectrum(cell, params, xs, k=1, warmup=100)
+    # From a random frame the 0.99 direction dominates once the next one, 0.909, has
+    # decayed relative to it: (0.909/0.99)^100 ~ 2e-4, so after a 100-step warm-up the
+    # mean log growth is log 0.99 to ~1e-6.
+    assert float(top[0]) == pytest.approx(math.log(0.99), abs=1e-5)
+    full = gradspec.lyapunov_spectrum(cell, params, xs, warmup=200)
+    # The frame aligns with the axes like the slowest neighbour ratio, (0.909/0.99)^t:
+    # 4e-8 after the 200-step warm-up; then R_t is diagonal and each rate exact.
+    np.testing.assert_allclose(np.sort(np.asarray(full)), np.log(np.sort(u)), atol=1e-5)
+    d = gradspec.diagnose(cell, params, xs)  # |log 0.99| 400 = 4.0 > ln 10: vanishing
+    assert d.regime == "vanishing" and d.lyapunov == pytest.approx(math.log(0.99), abs=3e-3)

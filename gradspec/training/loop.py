@@ -268,7 +268,7 @@ def _train_step(config: TrainConfig, optimizer, carry, step):
         # Examples whose gradient is exactly zero (a saturated softmax that already
         # predicts its target, dead ReLUs) carry no rate: average over the finite ones.
         finite = jnp.isfinite(logs)
-        count = jnp.sum(finite, axis=0)
+        count = jnp.sum(finite, axis=0).astype(logs.dtype)
         mean = jnp.sum(jnp.where(finite, logs, 0), axis=0) / jnp.maximum(count, 1)
         return jnp.where(count > 0, mean, -jnp.inf)
 

@@ -131,7 +131,7 @@ def _invisible_units(cell, params, seqs, h0, readout, lam, loss_rate):
     gradient, and the sentences that say so (with an LSTM's gate statistics)."""
     size = h0.shape[0]
     rows = jnp.atleast_2d(state_readout(cell, readout, size, h0.dtype))
-    q0 = jr.normal(jr.key(0), (size, 1), h0.dtype)
+    q0 = jr.normal(jr.key(0), (size, 1), jnp.float32).astype(h0.dtype)
     q0 = q0 / jnp.linalg.norm(q0)
     carry, share = jax.vmap(_unit_weights, in_axes=(None, None, 0, None, None, None))(
         cell, params, seqs, h0, q0, rows)
