@@ -466,6 +466,23 @@ def test_cli_requires_resume(tmp_path, capsys):
     assert "measurment" in capsys.readouterr().err
 
 
+def test_cli_ctrl_c_says_what_is_saved(tmp_path, capsys, monkeypatch):
+    config = tmp_path / "c.toml"
+    config.write_text(f'store = "{tmp_path / "runs"}"\nmeasurement = "mean_field"\n'
+                      'grid.sigma_w = [0.5, 1.0, 1.5]\n')
+    assert cli_main([str(config)]) == 0
+    import gradspec.cli.sweep as sweep_cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep_cli, "sweep", interrupted)
+    assert cli_main([str(config), "--resume"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted; 3 finished points are saved" in err and "--resume" in err
+    assert "Traceback" not in err
+
+
 def test_example_config_parses():
     specs = gs.read_config(ROOT / "examples" / "phase_diagram.toml")
     assert [s.name for s in specs] == ["predicted", "measured"]

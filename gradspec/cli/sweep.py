@@ -27,6 +27,7 @@ def _has_records(root: Path) -> bool:
 
 
 def _run_cli(args) -> int:
+    specs = []
     try:
         if args.coordinator and (args.num_processes is None or args.process_id is None):
             raise ValueError("--coordinator needs --num-processes and --process-id.")
@@ -80,6 +81,19 @@ def _run_cli(args) -> int:
     except (ValueError, TypeError, FileNotFoundError, RuntimeError) as err:
         print(f"gradspec sweep: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: what is saved is saved; say how to go on
+        saved = sum(_records_in(Path(spec.store)) for spec in specs) if specs else 0
+        print(f"gradspec sweep: interrupted; {saved} finished points are saved in the store, "
+              f"and `gradspec sweep {args.config} --resume` computes only the rest.",
+              file=sys.stderr)
+        return 130
+
+
+def _records_in(root: Path) -> int:
+    """Finished points in a store's shards (0 when there is none yet)."""
+    if not root.is_dir():
+        return 0
+    return sum(len(path.read_bytes().splitlines()) for path in _store.shard_paths(root))
 
 
 def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
