@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import warnings
 from typing import Any, Callable, Mapping, Union
 
 import jax
@@ -533,9 +534,19 @@ def check_params(cell: Cell, params) -> jnp.dtype:
     flat = jax.tree_util.tree_flatten_with_path(params)[0]
     for path, leaf in flat:
         name = "params" + jax.tree_util.keystr(path)
+        if type(leaf).__module__.split(".")[0] == "torch":  # no silent copies of a model
+            raise TypeError(
+                f"`{name}` is a torch.Tensor; convert the model with "
+                "gradspec.interop.from_torch(module) (or pass .detach().numpy()).")
         check_floating(name, leaf)
         check_finite(name, leaf)
-    return jnp.result_type(*(leaf for _, leaf in flat)) if flat else jnp.zeros(()).dtype
+    dtype = jnp.result_type(*(leaf for _, leaf in flat)) if flat else jnp.zeros(()).dtype
+    if any(np.asarray(leaf).dtype == np.float64 for _, leaf in flat if not isinstance(
+            leaf, jax.core.Tracer)) and not jax.config.jax_enable_x64:
+        warnings.warn("`params` hold float64 arrays but jax_enable_x64 is off: gradspec "
+                      "computes in float32. Enable it (jax.config.update('jax_enable_x64', "
+                      "True)) for float64 results.", stacklevel=3)
+    return dtype
 
 
 def check_trajectory_inputs(cell, params, xs, h0):

@@ -1,5 +1,8 @@
 """Cells and initializers: closed-form vs autodiff vs finite-difference Jacobians."""
 
+import subprocess
+import sys
+
 import jax
 import jax.numpy as jnp
 import jax.random as jr
@@ -200,3 +203,18 @@ def test_stack_jacobian_autodiff_and_finite_differences_agree(getkey):
     v = jr.normal(getkey(), (size, 2), jnp.float64)
     np.testing.assert_allclose(stack.jvp(params, h, x, v), J @ v, atol=1e-13)
     np.testing.assert_allclose(stack.vjp(params, h, x, v[:, 0]), v[:, 0] @ J, atol=1e-13)
+
+
+def test_torch_tensors_and_float64_without_x64_are_named():
+    torch = pytest.importorskip("torch")
+    cell = cells.RNN("tanh")
+    params = {"W_hh": torch.zeros(3, 3), "W_xh": torch.zeros(3, 1), "b": torch.zeros(3)}
+    with pytest.raises(TypeError, match=r"`params\['W_hh'\]` is a torch.Tensor.*from_torch"):
+        gradspec.gradient_profile(cell, params, np.zeros((4, 1)))
+    # float64 params with x64 off (this suite turns x64 on: a fresh interpreter).
+    code = ("import warnings, numpy as np, gradspec\n"
+            "warnings.simplefilter('error')\n"
+            "p = {'W_hh': np.zeros((3, 3)), 'W_xh': np.zeros((3, 1)), 'b': np.zeros(3)}\n"
+            "gradspec.gradient_profile(gradspec.cells.RNN('tanh'), p, np.zeros((4, 1)))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode != 0 and "jax_enable_x64 is off" in out.stderr
