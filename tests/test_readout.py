@@ -113,3 +113,17 @@ def test_cli_takes_a_whole_torch_stack_with_your_inputs_and_readout(tmp_path, ca
     args[6] = str(tmp_path / "bad.npy")
     assert cli.main(args) == 2
     assert "`readout` must have shape" in capsys.readouterr().err
+
+
+def test_predict_with_a_readout_follows_the_loss(getkey):
+    cell, params = _lstm_with_silent_memory(getkey())
+    xs = jr.normal(getkey(), (8, 200, 2), jnp.float64)
+    R = jr.normal(getkey(), (2, 16), jnp.float64)
+    p = gradspec.predict(cell, params, T=200, inputs=xs, readout=R)
+    assert abs(p.lyapunov) < 1e-6 and p.loss_rate < -0.1 and p.regime == "vanishing"
+    # The same fit (every lag) as diagnose's, from random states instead of zero: the
+    # start states change the slope by the transient's share, O(1/T).
+    d = gradspec.diagnose(cell, params, xs, readout=R)
+    assert p.loss_rate == pytest.approx(d.loss_rate, abs=0.02)
+    assert p.timescale == pytest.approx(1 / abs(p.loss_rate))
+    assert any("the verdict follows the loss" in r for r in p.reasons)

@@ -15,7 +15,7 @@ from .. import theory
 from .._checks import check_int
 from .._precision import full_precision
 from ..cells import GRU, LSTM, RNN, as_cell, check_params, check_trajectory_inputs
-from ..measure.jacobians import _states
+from ..measure.jacobians import _states, gradient_profile, profile_rate
 from ..measure.spectra import _frame_sweeps, weight_spectrum
 from ._regime import CRITICAL_FACTOR, Prediction, _plain, _timescale, classify, regime_threshold
 
@@ -89,7 +89,7 @@ def sampled_exponent(cell, params, xs, key) -> tuple[float, float, np.ndarray]:
 
 
 def predict(cell, params, T: int, key=None, inputs=None, *, samples: int = SAMPLES,
-            factor: float = CRITICAL_FACTOR) -> Prediction:
+            factor: float = CRITICAL_FACTOR, readout=None) -> Prediction:
     r"""Predict, before training, whether gradients vanish or explode over T steps.
 
     Two sources, chosen automatically:
@@ -130,6 +130,10 @@ def predict(cell, params, T: int, key=None, inputs=None, *, samples: int = SAMPL
         samples: number of sampled trajectories.
         factor: F of the regime rule (module doc): "critical" when the gradient
             changes by less than F over T.
+        readout: the model's readout on the visible output, (N_out,) or (M, N_out), as
+            in :func:`gradspec.diagnose`: then ``loss_rate`` is the slope of the
+            readout's transported gradient along the sampled trajectories (every lag,
+            as in diagnose), and the verdict follows it; ``lyapunov`` stays the worst direction.
 
     Returns:
         A :class:`Prediction`; ``reasons`` states the argument in words.
@@ -227,9 +231,16 @@ def predict(cell, params, T: int, key=None, inputs=None, *, samples: int = SAMPL
     if not math.isfinite(lyapunov):
         lyapunov = math.inf
     reasons.append(f"sampled trajectories: lambda_max = {measured:+.4f} +- {spread:.4f}")
-    tol = regime_threshold(T, spread, factor)
-    regime = classify(lyapunov, tol)
-    reasons.append(_verdict(regime, lyapunov, T, tol))
+    rate, rate_se, loss_rate, loss_se = lyapunov, spread, None, None
+    if readout is not None:
+        loss_rate, loss_se = _sampled_loss_rate(cell, params, xs, key, readout)
+        rate, rate_se = loss_rate, loss_se
+        reasons.append(f"with the readout: the loss sees {loss_rate:+.4f} +- {loss_se:.4f} per "
+                       f"step (lambda_max, the worst direction, is {lyapunov:+.4f}); the "
+                       "verdict follows the loss")
+    tol = regime_threshold(T, rate_se, factor)
+    regime = classify(rate, tol)
+    reasons.append(_verdict(regime, rate, T, tol))
     if regime != "critical" and isinstance(cell, (RNN, GRU, LSTM)) and math.isfinite(lyapunov):
         knob = "forget-gate bias" if isinstance(cell, LSTM) else "recurrent weights"
         reasons.append(f"to make it critical at T = {T}: gradspec.make_critical(cell, params, "
@@ -239,15 +250,32 @@ def predict(cell, params, T: int, key=None, inputs=None, *, samples: int = SAMPL
         lyapunov=lyapunov,
         uncertainty=spread,
         threshold=tol,
-        timescale=_timescale(lyapunov),
+        timescale=_timescale(rate),
         T=T,
-        log_gradient_ratio=lyapunov * T,
+        log_gradient_ratio=rate * T,
         source=source,
         measured_lyapunov=measured,
         samples_finite=n_finite,
         reasons=tuple(reasons),
         mean_field=mf,
+        loss_rate=loss_rate,
+        loss_rate_se=loss_se,
     )
+
+
+def _sampled_loss_rate(cell, params, xs, key, readout) -> tuple[float, float]:
+    """Mean and standard error of the readout's profile slope over the sampled
+    trajectories (from the same random states as :func:`sampled_exponent`), fitted
+    over every lag as :func:`gradspec.diagnose` fits it."""
+    samples, size = xs.shape[0], cell.state_size(cell.hidden_size(params))
+    h0 = 0.5 * jr.normal(jr.split(key)[0], (samples, size), xs.dtype)
+    profiles = jax.vmap(lambda x, h: gradient_profile(cell, params, x, h, readout=readout))(
+        xs, h0)
+    rates = np.asarray(jax.vmap(profile_rate)(profiles), np.float64)
+    rates = rates[np.isfinite(rates)]
+    if len(rates) < 2:
+        return (float(rates.mean()) if len(rates) else math.nan), math.inf
+    return float(rates.mean()), float(rates.std(ddof=1) / math.sqrt(len(rates)))
 
 
 def _theory_missed(cell, theory_value, measured, spread, n, rho, sigma_w) -> str:

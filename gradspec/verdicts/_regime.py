@@ -77,6 +77,8 @@ class Prediction(_Record):
     samples_finite: int  # sampled trajectories whose states stayed finite
     reasons: tuple  # the argument in words, one sentence each
     mean_field: Optional[dict] = None  # theory.mean_field(...) fields (i.i.d.-like W_hh)
+    loss_rate: Optional[float] = None  # with a readout: the rate the loss sees (sampled)
+    loss_rate_se: Optional[float] = None  # its standard error over the samples
 
 
 @dataclasses.dataclass(frozen=True)
