@@ -237,3 +237,16 @@ def test_driven_network_follows_mean_field_along_its_inputs(getkey):
     assert abs(constant - p.measured_lyapunov) > 0.02
     assert p.lyapunov == (along if p.source == "mean-field" else p.measured_lyapunov)
     assert any("along the sampled inputs" in r for r in p.reasons)
+
+
+def test_diagnose_warns_on_an_unstable_fixed_point():
+    # tanh, gain 1.5, no input, h0 = 0: h stays at the origin, where J = W_hh and the
+    # rate is log rho(W) ~ +0.4, not the chaotic exponent (~+0.06) of every other start.
+    cell, params = _rnn("tanh", gradspec.init.gaussian(1.5), 64, jr.key(0))
+    with pytest.warns(UserWarning, match="unstable fixed point"):
+        d = gradspec.diagnose(cell, params, jnp.zeros((300, 1)))
+    rho = np.abs(np.linalg.eigvals(np.asarray(params["W_hh"]))).max()
+    assert d.lyapunov == pytest.approx(math.log(rho), abs=0.02)
+    assert any("unstable fixed point" in r for r in d.why)
+    h0 = 0.5 * jr.normal(jr.key(1), (64,), jnp.float64)
+    assert not gradspec.diagnose(cell, params, jnp.zeros((300, 1)), h0).why

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -66,6 +67,11 @@ def diagnose(cell, params, xs, h0=None, *, readout=None,
         else:
             invisible, why = (), (f"lambda_1 = {float(np.mean(lam)):+.4f} and the loss's rate "
                                   f"{loss_rate:+.4f} agree: the readout sees the worst direction",)
+    why = why if readout is not None else ()
+    stuck = _unstable_fixed_point(cell, params, seqs, h0, float(np.mean(lam)))
+    if stuck:
+        warnings.warn(stuck, stacklevel=2)
+        why = why + (stuck,)
     radius = norm = None
     if isinstance(cell, RNN):
         spec = weight_spectrum(params["W_hh"])
@@ -84,7 +90,7 @@ def diagnose(cell, params, xs, h0=None, *, readout=None,
         loss_rate=loss_rate,
         loss_rate_se=loss_se,
         invisible_units=invisible if readout is not None else None,
-        why=why if readout is not None else (),
+        why=why,
     )
 
 
@@ -112,6 +118,20 @@ def _unit_weights(cell, params, xs, h0, q0, readout_rows):
     g0 = readout_rows / jnp.linalg.norm(readout_rows)
     _, shares = lax.scan(back, g0, (prev, xs), reverse=True)
     return q_T[:, 0] ** 2, jnp.mean(shares, axis=0)
+
+
+def _unstable_fixed_point(cell, params, seqs, h0, lam: float) -> str:
+    """A sentence when every trajectory stays at its start state although that state
+    is unstable (lambda_1 > 0): the measurement is then about the fixed point, not the
+    dynamics from any other state. Empty otherwise."""
+    if lam <= 0:
+        return ""
+    states = jax.vmap(lambda x: _states(cell, params, x, h0)[0])(seqs)
+    if not bool(jnp.all(states == h0[None, None, :])):
+        return ""
+    return (f"the trajectory sits on the unstable fixed point h = h0 (lambda_1 = {lam:+.4f} "
+            "there): from any other state the dynamics differ; pass another h0 or "
+            "drive the network, or ask gradspec.predict (random start states)")
 
 
 def _state_labels(cell, size: int) -> list[str]:
