@@ -36,6 +36,7 @@ from .measure import gradient_profile as gradient_profile
 from .measure import lyapunov_spectrum as lyapunov_spectrum
 from .measure import product_singular_values as product_singular_values
 from .measure import profile_rate as profile_rate
+from .measure import start_state as start_state
 from .measure import step_jacobians as step_jacobians
 from .measure import trajectory as trajectory
 from .measure import weight_spectrum as weight_spectrum
@@ -68,6 +69,7 @@ __all__ = [
     "profile_rate",
     "step_jacobians",
     "trajectory",
+    "start_state",
     "Diagnosis",
     "Prediction",
     "diagnose",

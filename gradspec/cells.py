@@ -27,7 +27,7 @@ import jax.random as jr
 import numpy as np
 
 from . import init as _init
-from ._checks import check_finite, check_floating, check_state_vector
+from ._checks import check_finite, check_floating
 from ._nonlinearities import NONLINEARITIES, activation, check_nonlinearity, slope
 
 Params = Mapping[str, jax.Array]
@@ -547,42 +547,3 @@ def check_params(cell: Cell, params) -> jnp.dtype:
                       "computes in float32. Enable it (jax.config.update('jax_enable_x64', "
                       "True)) for float64 results.", stacklevel=3)
     return dtype
-
-
-def check_trajectory_inputs(cell, params, xs, h0):
-    """Common checks of ``(cell, params, xs, h0)``.
-
-    Returns ``(cell, xs, h0)`` with xs and h0 as arrays of the params' dtype (the dtype
-    follows the user's params) and ``h0`` defaulting to zeros.
-    """
-    cell = as_cell(cell)
-    dtype = check_params(cell, params)
-    if isinstance(cell, StepCell):  # no weight layout to read the dtype from
-        dtype = jnp.result_type(dtype, xs)
-    xs = xs if isinstance(xs, jax.Array) else np.asarray(xs)
-    check_floating("xs", xs)
-    if np.ndim(xs) != 2:
-        raise ValueError(
-            f"`xs` must have shape (T, D) (one sequence; use jax.vmap for a batch); "
-            f"got shape {np.shape(xs)}."
-        )
-    steps, inputs = np.shape(xs)
-    if steps == 0:
-        raise ValueError("`xs` must have at least one time step (T >= 1); got T = 0.")
-    expected_inputs = cell.input_size(params)
-    if expected_inputs is not None and inputs != expected_inputs:
-        raise ValueError(
-            f"`xs` must have shape (T, {expected_inputs}) to match the input weights; "
-            f"got {np.shape(xs)}."
-        )
-    check_finite("xs", xs)
-    size = cell.state_size(cell.hidden_size(params))
-    h0 = jnp.zeros((size,), dtype) if h0 is None else check_state_vector("h0", h0, size, dtype)
-    xs = jnp.asarray(xs, dtype)
-    if isinstance(cell, StepCell):  # the user's step must keep the state's size
-        out = jax.eval_shape(cell.step, params, h0, xs[0])
-        if getattr(out, "shape", None) != (size,):
-            raise ValueError(
-                f"`step_fn` must return a state of shape ({size},) (StepCell size={size}); "
-                f"it returned shape {getattr(out, 'shape', None)}.")
-    return cell, xs, h0

@@ -11,9 +11,12 @@ the measurement :func:`gradspec.predict` reports), not on a theory of it:
   :math:`\beta`; the memory's decay :math:`\log \sigma(b_f)` goes to 0 as
   :math:`\beta` grows (Gers et al. 2000; Jozefowicz et al. 2015).
 
-The search stops once :math:`|\lambda| \le \ln F / (2T)` (half the critical band of
-:mod:`gradspec.verdicts`, so the result is critical with room to spare) or after 40
-halvings of the bracket.
+The search walks from the given value in fixed steps (0.25 in :math:`\log s`, 0.5 in
+:math:`\beta`, up to :math:`|\log s| \le 3`, :math:`|\beta| \le 20`) until the
+exponent changes sign, so it finds the critical value *nearest* the given params, then
+bisects that step. It stops once :math:`|\lambda| \le \ln F / (2T)` (half the critical
+band of :mod:`gradspec.verdicts`, so the result is critical with room to spare) or after
+40 halvings.
 """
 
 from __future__ import annotations
@@ -102,35 +105,35 @@ def make_critical(cell, params, T: int, inputs=None, *, key=None,
     def rate(value):
         return sampled_exponent(cell, _apply(cell, params, value), xs, key)[0]
 
-    # Bracket: the knob's rate rises with its value; grow the bracket until it
-    # straddles zero, then halve it.
-    lo, hi = (-1.0, 1.0) if not isinstance(cell, LSTM) else (0.0, 2.0)
-    rate_lo, rate_hi = rate(lo), rate(hi)
-    for _ in range(6):
-        if rate_lo <= 0 or not math.isfinite(rate_lo):
+    # Walk from the given params (value 0) in fixed steps towards zero rate until the
+    # sign changes, then bisect that step: the nearest critical value, not just any
+    # (the exponent is not monotone at finite N: a tanh network far above its edge of
+    # chaos can sit on a stable saturated fixed point and measure a negative rate).
+    step, limit = (0.5, 20.0) if isinstance(cell, LSTM) else (0.25, 3.0)
+    best, best_rate = 0.0, rate(0.0)
+    lo = hi = None
+    direction = 1.0 if best_rate < 0 else -1.0
+    prev, prev_rate = best, best_rate
+    while abs(best_rate) > target and abs(prev) < limit:
+        value = prev + direction * step
+        value_rate = rate(value)
+        if abs(value_rate) < abs(best_rate):
+            best, best_rate = value, value_rate
+        if not math.isfinite(value_rate) or (value_rate < 0) != (prev_rate < 0):
+            lo, hi = sorted((prev, value))
             break
-        lo -= 2 * (hi - lo)
-        rate_lo = rate(lo)
-    for _ in range(6):
-        if rate_hi >= 0:
-            break
-        hi += 2 * (hi - lo)
-        rate_hi = rate(hi)
-    best, best_rate = (lo, rate_lo) if abs(rate_lo) < abs(rate_hi) else (hi, rate_hi)
-    for _ in range(_STEPS):
-        if abs(best_rate) <= target or not (rate_lo <= 0 <= rate_hi):
+        prev, prev_rate = value, value_rate
+    for _ in range(_STEPS if lo is not None else 0):
+        if abs(best_rate) <= target:
             break
         mid = 0.5 * (lo + hi)
         rate_mid = rate(mid)
-        if not math.isfinite(rate_mid):
-            hi, rate_hi = mid, math.inf
-            continue
         if abs(rate_mid) < abs(best_rate):
             best, best_rate = mid, rate_mid
-        if rate_mid < 0:
-            lo, rate_lo = mid, rate_mid
+        if rate_mid < 0:  # an overflowing (non-finite) rate counts as exploding
+            lo = mid
         else:
-            hi, rate_hi = mid, rate_mid
+            hi = mid
     new = _apply(cell, params, best)
     kwargs = dict(inputs=inputs, key=key, samples=samples, factor=factor)
     return CriticalResult(

@@ -26,7 +26,7 @@ def _explicit_profile(J, readout):
 def test_trajectory_matches_python_loop(getkey):
     cell, params = _cell_and_params("tanh", getkey())
     xs = jr.normal(getkey(), (12, D), jnp.float64)
-    h, ref, scale = jnp.zeros(5, jnp.float64), [], []
+    h, ref, scale = gradspec.start_state(cell, params, D), [], []
     for x in xs:  # the reference may loop; the library may not
         # |a_i| summed term by term: the rounding of a = W_hh h + W_xh x + b scales with
         # it, not with |a_i|, which may cancel to almost nothing (0.0071 once, with
@@ -86,7 +86,7 @@ def test_gradient_profile_equals_jax_grad_per_lag(getkey):
     # jax.grad sums the same products in its own order: the bound scales with them.
     J = np.asarray(gradspec.step_jacobians(cell, params, xs))
     tol = log_product_atol(readout, J[::-1])
-    h_all = jnp.concatenate([jnp.zeros((1, hs.shape[1]), jnp.float64), hs])
+    h_all = jnp.concatenate([gradspec.start_state(cell, params, D)[None], hs])
 
     for k in (0, 1, 7, 20):
         # L as a function of h_{T-k}: rerun the last k steps from it.
@@ -211,3 +211,39 @@ def test_profile_rate_is_the_least_squares_slope_over_given_lags():
     line = 0.3 - 0.25 * jnp.arange(3.0)
     batch = jnp.stack([line, 2 * line])
     np.testing.assert_allclose(gradspec.profile_rate(batch), [-0.25, -0.5], atol=1e-12)
+
+
+def test_default_start_state_is_a_relaxed_random_state():
+    """start_state = 100 undriven steps from 0.5 N(0, 1) drawn with key(START_SEED) in
+    float32: checked by a numpy loop; the same point in float32 and float64; an exploding
+    linear network stops at the cap instead of overflowing; every measurement uses it."""
+    from gradspec.measure import _inputs
+
+    cell = cells.RNN("tanh")
+    params = cell.init(jr.key(3), 6, D, recurrent_init=gradspec.init.gaussian(1.5),
+                       dtype=jnp.float64)
+    W, b = np.asarray(params["W_hh"]), np.asarray(params["b"])
+    z = np.asarray(0.5 * jr.normal(jr.key(_inputs.START_SEED), (6,), jnp.float32), np.float64)
+    got = gradspec.start_state(cell, params, D)
+    # Gain 1.5 is chaotic: rounding grows along the orbit, so compare with the same
+    # arithmetic (a zero-input trajectory from z) rather than with a numpy loop.
+    np.testing.assert_allclose(got, gradspec.trajectory(
+        cell, params, np.zeros((_inputs.RELAX_STEPS, D)), z)[-1], rtol=0, atol=1e-12)
+    small = dict(params, W_hh=params["W_hh"] / 3)  # contracting: rounding decays
+    h = z
+    for _ in range(_inputs.RELAX_STEPS):
+        h = np.tanh(W / 3 @ h + b)
+    np.testing.assert_allclose(gradspec.start_state(cell, small, D), h, rtol=0, atol=1e-15)
+    f32 = jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), small)
+    np.testing.assert_allclose(gradspec.start_state(cell, f32, D), h, rtol=0, atol=1e-6)
+    # Every measurement starts there unless h0 is given.
+    xs = jr.normal(jr.key(4), (5, D), jnp.float64)
+    np.testing.assert_array_equal(gradspec.trajectory(cell, params, xs),
+                                  gradspec.trajectory(cell, params, xs, got))
+    np.testing.assert_array_equal(gradspec.gradient_profile(cell, params, xs),
+                                  gradspec.gradient_profile(cell, params, xs, got))
+    # Linear, gain 3: 3^100 would overflow float32; the relaxation stops at the cap.
+    lin = cells.RNN("linear")
+    p = lin.init(jr.key(5), 8, D, recurrent_init=gradspec.init.orthogonal(3.0))
+    h = gradspec.start_state(lin, p, D)
+    assert np.all(np.isfinite(h)) and 1e4 / 3 <= np.abs(h).max() <= 1e4

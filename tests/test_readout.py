@@ -93,6 +93,49 @@ def test_invisible_units_are_the_silent_memory(getkey):
     assert re.search(r"output gate 9\.\d+e-14", text)  # sigmoid(-30 + small input drive)
 
 
+def test_gate_statistics_of_a_silent_layer_inside_a_stack(getkey):
+    """Silent memory in the top layer of a 2-layer LSTM Stack: the why names its units
+    (layer1.c[...]) and their gates along the run, layer 1 fed layer 0's outputs; the
+    input gate's mean is checked against a plain numpy run of the two layers."""
+    top, p1 = _lstm_with_silent_memory(getkey())
+    cell = cells.Stack((cells.LSTM(), cells.LSTM()))
+    p0 = cells.LSTM().init(getkey(), 16, 2, dtype=jnp.float64)
+    p1 = dict(p1, weight_ih=cells.LSTM().init(getkey(), 16, 16, dtype=jnp.float64)["weight_ih"])
+    params = {"layer0": p0, "layer1": p1}
+    xs = jr.normal(getkey(), (2, 80, 2), jnp.float64)
+    d = gradspec.diagnose(cell, params, xs, readout=jr.normal(getkey(), (3, 16), jnp.float64))
+    # state (h1, c1, h0, c0): layer 1's silent memory cells are entries 16..19
+    assert d.invisible_units and set(d.invisible_units) <= {16, 17, 18, 19}
+    units = sorted(i - 16 for i in d.invisible_units)
+    text = " ".join(d.why)
+    assert f"layer1.gates of units {units}" in text and "forget gate 1 [1, 1]" in text
+
+    def sig(z):
+        return 1 / (1 + np.exp(-z))
+
+    def run(p, xs, h0):  # numpy LSTM, PyTorch gate order; returns outputs and input gates
+        n = p["weight_hh"].shape[1]
+        h, c = np.asarray(h0[:n]), np.asarray(h0[n:])
+        W, U = np.asarray(p["weight_ih"]), np.asarray(p["weight_hh"])
+        b = np.asarray(p["bias_ih"]) + np.asarray(p["bias_hh"])
+        hs, gates = [], []
+        for x in xs:
+            i, f, g, o = np.split(W @ x + U @ h + b, 4)
+            gates.append(sig(i))
+            c = sig(f) * c + sig(i) * np.tanh(g)
+            h = sig(o) * np.tanh(c)
+            hs.append(h)
+        return np.array(hs), np.array(gates)
+
+    h0 = gradspec.start_state(cell, params, 2)
+    means = []
+    for x in np.asarray(xs):
+        out0, _ = run(p0, x, h0[32:])
+        _, gates1 = run(p1, out0, h0[:32])
+        means.append(gates1[:, units].mean())
+    assert f"input gate {np.mean(means):.3g}" in text
+
+
 def test_cli_takes_a_whole_torch_stack_with_your_inputs_and_readout(tmp_path, capsys):
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
@@ -113,6 +156,34 @@ def test_cli_takes_a_whole_torch_stack_with_your_inputs_and_readout(tmp_path, ca
     args[6] = str(tmp_path / "bad.npy")
     assert cli.main(args) == 2
     assert "`readout` must have shape" in capsys.readouterr().err
+
+
+def test_cli_runs_token_ids_through_a_whole_models_embedding(tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    model = torch.nn.ModuleDict({"embed": torch.nn.Embedding(20, 3),
+                                 "rnn": torch.nn.LSTM(3, 8, num_layers=2),
+                                 "head": torch.nn.Linear(8, 5)})
+    torch.save(model, tmp_path / "model.pt")
+    ids = np.random.default_rng(0).integers(0, 20, (2, 30))
+    np.save(tmp_path / "ids.npy", ids)
+    args = ["diagnose", "--torch", str(tmp_path / "model.pt"), "--inputs",
+            str(tmp_path / "ids.npy"), "--dtype", "float64", "--json"]
+    assert cli.main(args) == 2  # a pickled model runs code: only when asked
+    assert "--allow-pickle" in capsys.readouterr().err
+    assert cli.main(args + ["--allow-pickle"]) == 0
+    out = json.loads(capsys.readouterr().out)["measurement"]
+    # The same numbers by hand: the embedding's rows, the stack, the head's weight.
+    cell, params = gradspec.interop.from_torch(model["rnn"], dtype="float64")
+    xs = model["embed"].weight.detach().numpy().astype(np.float64)[ids]
+    d = gradspec.diagnose(cell, params, xs, readout=model["head"].weight.detach().numpy())
+    assert out["T"] == 30 and out["batch"] == 2
+    assert out["loss_rate"] == pytest.approx(d.loss_rate, abs=1e-12)
+    # Token ids without an embedding: an error that says what to pass.
+    torch.save(model["rnn"].state_dict(), tmp_path / "rnn.pt")
+    args[2] = str(tmp_path / "rnn.pt")
+    assert cli.main(args) == 2
+    assert "token ids, which need the model's own embedding" in capsys.readouterr().err
 
 
 def test_predict_with_a_readout_follows_the_loss(getkey):

@@ -161,7 +161,7 @@ def test_lyapunov_sum_rule(nonlinearity, getkey):
     xs = jr.normal(getkey(), (T, D), jnp.float64)
     lam = gradspec.lyapunov_spectrum(cell, params, xs)
     hs = gradspec.trajectory(cell, params, xs)
-    prev = jnp.concatenate([jnp.zeros((1, n), jnp.float64), hs[:-1]])
+    prev = jnp.concatenate([gradspec.start_state(cell, params, D)[None], hs[:-1]])
     a = prev @ params["W_hh"].T + xs @ params["W_xh"].T + params["b"][None]
     slope = jax.vmap(jax.vmap(jax.grad(cell.f)))(a)
     expected = np.linalg.slogdet(np.asarray(params["W_hh"]))[1] + np.log(slope).sum(1).mean()

@@ -118,7 +118,7 @@ def test_stack_exponents_are_the_layers_exponents(getkey):
     }
     xs = jr.normal(getkey(), (steps, 1), F64)
     states = np.asarray(gradspec.trajectory(stack, params, xs))
-    prev = np.concatenate([np.zeros((1, 2 * n)), states[:-1]])
+    prev = np.concatenate([np.asarray(gradspec.start_state(stack, params, 1))[None], states[:-1]])
     p = jax.tree_util.tree_map(np.asarray, params)
     h1, h0 = states[:, :n], states[:, n:]
     _, J00 = _rnn_jacobians(p["layer0"]["W_hh"], p["layer0"]["W_xh"], p["layer0"]["b"],

@@ -79,14 +79,16 @@ def _measured_profiles(config):
     n_out = cell.output_size(cell.state_size(config.hidden))
     W, b = params["readout"]["W"], params["readout"]["b"]
 
+    h0 = jnp.zeros(cell.state_size(config.hidden), W.dtype)  # training starts at h0 = 0
+
     def profile(xs, target):
-        h_last = gradspec.trajectory(cell, params["cell"], xs)[-1]
+        h_last = gradspec.trajectory(cell, params["cell"], xs, h0)[-1]
 
         def example_loss(h):
             return jnp.sum((W @ h[:n_out] + b - target) ** 2)
 
         readout = jax.grad(example_loss)(h_last)
-        return gradspec.gradient_profile(cell, params["cell"], xs, readout=readout)
+        return gradspec.gradient_profile(cell, params["cell"], xs, h0, readout=readout)
 
     return jax.vmap(profile)(batch.inputs, batch.targets[:, -1])  # (B, L + 1), lag k
 
@@ -401,13 +403,14 @@ def test_transported_gradient_is_the_profile_of_the_last_loss(cell, task):
     params, batch, net = init_params(config), task_batch(config), config.make_cell()
     logs = []
     for xs, target in zip(batch.inputs, batch.targets[:, -1]):
-        h_last = gradspec.trajectory(net, params["cell"], xs)[-1]
+        h0 = jnp.zeros(net.state_size(config.hidden), jnp.float64)  # training's start
+        h_last = gradspec.trajectory(net, params["cell"], xs, h0)[-1]
 
         def last_loss(h):
             y = h[: net.output_size(h.shape[0])] @ params["readout"]["W"].T
             return tasks.position_loss(batch.kind, y + params["readout"]["b"], target)
 
-        profile = gradspec.gradient_profile(net, params["cell"], xs,
+        profile = gradspec.gradient_profile(net, params["cell"], xs, h0,
                                             readout=jax.grad(last_loss)(h_last))
         logs.append(np.asarray(profile)[list(config.lags)])
     # Sums of O(10) log terms of order 1: float64 rounding, 1e-12 leaves 1000x room

@@ -1,7 +1,8 @@
 """``gradspec diagnose``: predict and measure one network from flags or a saved model.
 
-It builds a cell from flags (or a saved PyTorch state_dict), measures its Jacobian
-products along a random input sequence and prints the spectrum, the rates and the verdict.
+It builds a cell from flags (or a saved PyTorch state_dict or whole model), measures its
+Jacobian products along a random input sequence (or the user's own sequences, token ids
+through the model's own embedding) and prints the spectrum, the rates and the verdict.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import jax.random as jr
 import numpy as np
 
 from .. import cells, init
-from ..interop import from_torch
+from ..interop import find_recurrent, from_torch
 from ..verdicts import diagnose, predict
 from ._args import positive
 
@@ -28,7 +29,7 @@ CELLS = ("rnn", "lstm", "gru")
 def _build(args):
     """(cell, params, xs) from the command-line flags (or a saved PyTorch state_dict)."""
     args.inputs_file = args.inputs if isinstance(args.inputs, np.ndarray) else None
-    if args.inputs_file is not None:
+    if args.inputs_file is not None and not _is_token_ids(args.inputs_file):
         args.inputs = args.inputs_file.shape[-1]
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
@@ -45,31 +46,72 @@ def _build(args):
     return cell, params, _inputs(args, k_xs, dtype)
 
 
-def _inputs(args, key, dtype):
-    """The drive: the user's sequences (--inputs FILE.npy), else N(0, scale^2) noise."""
-    if args.inputs_file is not None:
-        args.T = args.inputs_file.shape[-2]
-        return jnp.asarray(args.inputs_file, dtype)
-    return args.input_scale * jr.normal(key, (args.T, args.inputs), dtype)
+def _is_token_ids(array: np.ndarray) -> bool:
+    return np.issubdtype(array.dtype, np.integer)
+
+
+def _inputs(args, key, dtype, embedding=None):
+    """The drive: the user's sequences (--inputs FILE.npy; integer token ids (T,) or
+    (B, T) go through the model's own ``embedding``), else N(0, scale^2) noise."""
+    data = args.inputs_file
+    if data is None:
+        return args.input_scale * jr.normal(key, (args.T, args.inputs), dtype)
+    if _is_token_ids(data):
+        if embedding is None:
+            raise ValueError(
+                "--inputs holds integer token ids, which need the model's own embedding: "
+                "pass --torch a whole saved model (torch.save(model)) with an nn.Embedding "
+                "before its recurrent module, or save the embedded sequences (B, T, D) as floats")
+        table = embedding.weight.detach().cpu().numpy()
+        if data.min() < 0 or data.max() >= table.shape[0]:
+            raise ValueError(f"--inputs token ids must lie in [0, {table.shape[0]}) (the "
+                             f"embedding's rows); got [{data.min()}, {data.max()}].")
+        data = table[data]
+    args.T = data.shape[-2]
+    return jnp.asarray(data, dtype)
 
 
 def _dimension_or_file(text: str):
-    """--inputs: an input dimension D, or a .npy file of sequences (T, D) / (B, T, D)."""
+    """--inputs: an input dimension D, or a .npy file of sequences (T, D) / (B, T, D) or
+    of integer token ids (T,) / (B, T)."""
     if text.endswith(".npy"):
         array = np.load(text)
-        if array.ndim not in (2, 3):
+        if array.ndim not in ((1, 2) if _is_token_ids(array) else (2, 3)):
             raise argparse.ArgumentTypeError(
-                f"{text} must hold (T, D) or (B, T, D) sequences; got shape {array.shape}")
+                f"{text} must hold float sequences (T, D) or (B, T, D), or integer token "
+                f"ids (T,) or (B, T); got {array.dtype} of shape {array.shape}")
         return array
     return positive(text)
 
 
-def _build_from_torch(args, dtype):
+def _load_torch(path: str, allow_pickle: bool):
+    """A state_dict (or a checkpoint holding one), or a whole pickled module when
+    ``allow_pickle``: loading one runs code from the file."""
+    import pickle
+
     import torch  # optional: only for --torch
 
-    state = torch.load(args.torch, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if not allow_pickle:
+            raise ValueError(
+                f"{path} holds a pickled model, not a state_dict; loading it runs code "
+                "from the file: pass --allow-pickle if you trust it") from err
+        return torch.load(path, map_location="cpu", weights_only=False)
     if isinstance(state, dict) and "state_dict" in state:  # a training checkpoint
         state = state["state_dict"]
+    return state
+
+
+def _build_from_torch(args, dtype):
+    state, embedding = _load_torch(args.torch, args.allow_pickle), None
+    if not isinstance(state, dict):  # a whole model: find its RNN, embedding and readout
+        found = find_recurrent(state)
+        state, embedding = found.module, found.embedding
+        if args.readout is None and found.readout is not None:
+            args.readout = found.readout.weight.detach().cpu().numpy()
+            args.readout_name = f"{found.name or 'the model'}'s readout (next nn.Linear)"
     cell, params = from_torch(state, layer=args.layer, nonlinearity=args.torch_nonlinearity, dtype=dtype)
     args.hidden, args.inputs = cell.hidden_size(params), cell.input_size(params)
     layers = getattr(cell, "layers", (cell,))
@@ -77,14 +119,15 @@ def _build_from_torch(args, dtype):
     args.nonlinearity = getattr(layers[0], "nonlinearity", "-")
     which = "all layers" if args.layer is None else f"layer {args.layer}"
     args.init, args.gain = f"{args.torch} ({which})", None
-    return cell, params, _inputs(args, jr.key(args.seed), dtype)
+    return cell, params, _inputs(args, jr.key(args.seed), dtype, embedding)
 
 
 def run(args) -> int:
     """Run ``gradspec diagnose`` from parsed arguments; returns the exit code."""
     try:
+        args.readout_name = args.readout
         cell, params, xs = _build(args)
-        readout = None if args.readout is None else np.load(args.readout)
+        readout = args.readout if not isinstance(args.readout, str) else np.load(args.readout)
         pred = predict(cell, params, args.T, inputs=xs)
         diag = diagnose(cell, params, xs, readout=readout)
     except (ValueError, TypeError, OSError) as err:
@@ -99,7 +142,8 @@ def run(args) -> int:
           + ("" if args.gain is None or args.init == "critical" else f"(gain={args.gain})")
           + f", T={args.T}, seed={args.seed}, {args.dtype}, "
           + ("driven by your inputs" if args.inputs_file is not None else
-             f"driven by N(0, {args.input_scale:g}^2) inputs" if args.input_scale else "undriven"))
+             f"driven by N(0, {args.input_scale:g}^2) inputs" if args.input_scale else "undriven")
+          + (f", readout: {args.readout_name}" if args.readout_name is not None else ""))
     print()
     rows = []
     if diag.spectral_radius is not None:
@@ -152,7 +196,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     d.add_argument("--hidden", type=positive, default=128, help="hidden units N")
     d.add_argument("--inputs", type=_dimension_or_file, default=1,
                    help="input dimension D of the random drive, or FILE.npy: your own "
-                        "sequences (T, D) or (B, T, D) (then --T is their length)")
+                        "sequences (T, D) or (B, T, D), or integer token ids (T,) or (B, T) "
+                        "for a --torch model with an embedding (then --T is their length)")
     d.add_argument("--readout", metavar="FILE.npy",
                    help="the model's readout (M, N) or (N,) on the visible output, e.g. a "
                         "trained nn.Linear's weight: the verdict follows the rate the loss sees")
@@ -163,7 +208,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     d.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    d.add_argument("--torch", metavar="PATH", help="diagnose a saved torch.nn.RNN/LSTM/GRU state_dict")
+    d.add_argument("--torch", metavar="PATH",
+                   help="diagnose a saved torch.nn.RNN/LSTM/GRU state_dict, or a whole saved "
+                        "model (with --allow-pickle): its RNN, embedding and readout are found")
+    d.add_argument("--allow-pickle", action="store_true",
+                   help="let --torch load a whole pickled model (this runs code from the file)")
     d.add_argument("--layer", type=int, default=None,
                    help="one layer of --torch (default: the whole stack)")
     d.add_argument("--torch-nonlinearity", choices=("tanh", "relu"), default=None,

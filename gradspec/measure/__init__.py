@@ -5,6 +5,7 @@ a readout (the gradient profile); ``spectra``: the spectrum of ``W_hh``, the sin
 values of the product and the Lyapunov spectrum, all in the log domain.
 """
 
+from ._inputs import start_state as start_state
 from .jacobians import default_readout as default_readout
 from .jacobians import gradient_profile as gradient_profile
 from .jacobians import profile_rate as profile_rate
@@ -16,6 +17,7 @@ from .spectra import product_singular_values as product_singular_values
 from .spectra import weight_spectrum as weight_spectrum
 
 __all__ = [
+    "start_state",
     "default_readout",
     "gradient_profile",
     "profile_rate",

@@ -23,7 +23,8 @@ from jax import lax
 
 from .._checks import check_choice, check_finite, check_floating
 from .._precision import full_precision
-from ..cells import Cell, check_trajectory_inputs
+from ..cells import Cell
+from ._inputs import check_trajectory_inputs
 
 Method = Literal["auto", "autodiff"]
 
@@ -81,7 +82,9 @@ def trajectory(cell, params, xs, h0=None) -> jax.Array:
         cell: a :class:`gradspec.cells.Cell`.
         params: the cell's params (dict of arrays).
         xs: inputs, shape (T, D).
-        h0: initial state, shape (S,); zeros when None.
+        h0: initial state, shape (S,); when None the default start
+            :func:`gradspec.start_state` (a relaxed fixed-key random state; pass zeros
+            for h0 = 0).
 
     Returns:
         States h_1..h_T, shape (T, S), in the params' dtype.

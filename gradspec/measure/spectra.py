@@ -25,7 +25,8 @@ from jax import lax
 
 from .._checks import check_choice, check_int, check_square_matrix
 from .._precision import full_precision
-from ..cells import RNN, check_trajectory_inputs
+from ..cells import RNN
+from ._inputs import check_trajectory_inputs
 from .jacobians import Method, _derivatives, _states
 
 __all__ = [

@@ -12,7 +12,8 @@ import numpy as np
 from jax import lax
 
 from .._precision import full_precision
-from ..cells import LSTM, RNN, check_trajectory_inputs
+from ..cells import LSTM, RNN
+from ..measure._inputs import check_trajectory_inputs
 from ..measure.jacobians import _states, gradient_profile, profile_rate, state_readout
 from ..measure.spectra import _frame_sweeps, lyapunov_spectrum, weight_spectrum
 from ._regime import CRITICAL_FACTOR, Diagnosis, _mean_se, classify, regime_threshold
@@ -103,21 +104,29 @@ CARRIER_MASS = 0.9
 @functools.partial(jax.jit, static_argnames="cell")
 @full_precision
 def _unit_weights(cell, params, xs, h0, q0, readout_rows):
-    """Per state entry: the squared top forward Lyapunov vector at the end of the run,
-    and the mean share of the readout's transported gradient over all lags."""
+    r"""Per state entry: the squared top forward Lyapunov vector at the end of the run,
+    and its share of the readout's transported gradient over all lags,
+    :math:`\sum_k g_k(i)^2 / \sum_k \|g_k\|^2` (:math:`g_k = R P J_T \cdots J_{T-k+1}`,
+    summed in the log domain): a lag counts by its gradient's size, so a unit that only
+    a vanished gradient reaches has no share."""
     _, prev = _states(cell, params, xs, h0)
     forward, _ = _frame_sweeps(cell, params, xs, prev, "auto")
     q_T, _ = forward(q0)
 
-    def back(g, step):  # the normalised cotangents R P J_T ... of every row
+    def back(carry, step):  # the cotangents R P J_T ..., normalised, and their log scale
+        g, log_scale = carry
         h, x = step
         g = jax.vmap(lambda r: cell.vjp(params, h, x, r))(g)
-        g = g / jnp.maximum(jnp.linalg.norm(g), jnp.finfo(g.dtype).tiny)
-        return g, jnp.sum(g**2, axis=0)
+        norm = jnp.maximum(jnp.linalg.norm(g), jnp.finfo(g.dtype).tiny)
+        carry = (g / norm, log_scale + jnp.log(norm))
+        return carry, (jnp.sum(carry[0] ** 2, axis=0), carry[1])
 
     g0 = readout_rows / jnp.linalg.norm(readout_rows)
-    _, shares = lax.scan(back, g0, (prev, xs), reverse=True)
-    return q_T[:, 0] ** 2, jnp.mean(shares, axis=0)
+    _, (shares, log_scales) = lax.scan(back, (g0, jnp.zeros((), g0.dtype)), (prev, xs),
+                                       reverse=True)
+    # Each lag weighted by its squared gradient norm: the share of the whole gradient.
+    weights = jnp.exp(2 * (log_scales - log_scales.max()))
+    return q_T[:, 0] ** 2, weights @ shares / weights.sum()
 
 
 def _unstable_fixed_point(cell, params, seqs, h0, lam: float) -> str:
@@ -168,25 +177,51 @@ def _invisible_units(cell, params, seqs, h0, readout, lam, loss_rate):
         why.append(f"lambda_1 lives on {', '.join(names[:12])}{' ...' if len(names) > 12 else ''}"
                    f" ({len(invisible)} state {'entry' if len(invisible) == 1 else 'entries'}), which hold < {INVISIBLE_SHARE:g} of "
                    "the readout's gradient: nothing leaves them towards the loss")
-        if isinstance(cell, LSTM):
-            n = cell.output_size(size)
-            why.append(_gate_statistics(cell, params, seqs, h0, sorted({i % n for i in invisible})))
+        why.extend(_gate_statistics(cell, params, seqs, h0, invisible))
     return invisible, tuple(why)
 
 
-def _gate_statistics(cell, params, seqs, h0, units) -> str:
-    """Mean gates, |c| and tanh'(c) of an LSTM's units along the sequences."""
-    n = params["weight_hh"].shape[1]
+def _layer_sites(cell, size: int) -> list:
+    """Per layer in layer order: ``(prefix, layer cell, params key, state offset)``; a
+    single cell is one layer at offset 0 (a Stack lists its last layer first)."""
+    layers = getattr(cell, "layers", None)
+    if layers is None:
+        return [("", cell, None, 0)]
+    width, end, sites = size // sum(layer.state_size(1) for layer in layers), size, []
+    for l, layer in enumerate(layers):
+        end -= layer.state_size(width)
+        sites.append((f"layer{l}.", layer, f"layer{l}", end))
+    return sites
 
-    def body(state, x):
-        i, f, _, o = cell.gate_values(params, state, x)
-        state = cell.step(params, state, x)
-        c = state[n:]
-        return state, jnp.stack([i, f, o, jnp.abs(c), 1 - jnp.tanh(c) ** 2])
 
-    runs = jax.vmap(lambda xs: lax.scan(body, h0, xs)[1])(seqs)
-    stats = np.asarray(runs, np.float64).mean(axis=(0, 1))[:, units]  # (5, units)
-    names = ("input gate", "forget gate", "output gate", "|c|", "tanh'(c)")
-    return ("their gates (mean over the run): " + ", ".join(
-        f"{name} {np.mean(v):.3g} [{np.min(v):.3g}, {np.max(v):.3g}]"
-        for name, v in zip(names, stats)))
+def _gate_statistics(cell, params, seqs, h0, invisible) -> list[str]:
+    """Mean gates, |c| and tanh'(c) along the sequences of the invisible units of each
+    LSTM (a plain LSTM or the LSTM layers of a Stack, each fed what it reads there)."""
+    sites = _layer_sites(cell, h0.shape[0])
+    sentences = []
+    for l, (prefix, layer, key, offset) in enumerate(sites):
+        if not isinstance(layer, LSTM):
+            continue
+        p = params if key is None else params[key]
+        n = p["weight_hh"].shape[1]
+        units = sorted({(i - offset) % n for i in invisible if offset <= i < offset + 2 * n})
+        if not units:
+            continue
+        # layer l reads layer l - 1's new output at the same step (the Stack's rule)
+        below = None if l == 0 else (sites[l - 1][3], sites[l - 1][1].output_size(
+            sites[l - 1][1].state_size(n)))
+
+        def run(xs, layer=layer, p=p, offset=offset, below=below, n=n):
+            hs, prev = _states(cell, params, xs, h0)
+            inputs = xs if below is None else hs[:, below[0]:below[0] + below[1]]
+            i, f, _, o = jax.vmap(lambda s, x: layer.gate_values(p, s, x))(
+                prev[:, offset:offset + 2 * n], inputs)
+            c = hs[:, offset + n:offset + 2 * n]
+            return jnp.stack([i, f, o, jnp.abs(c), 1 - jnp.tanh(c) ** 2], axis=1)
+
+        stats = np.asarray(jax.vmap(run)(seqs), np.float64).mean(axis=(0, 1))[:, units]
+        names = ("input gate", "forget gate", "output gate", "|c|", "tanh'(c)")
+        sentences.append(f"{prefix or 'their '}gates of units {units} (mean over the run): "
+                         + ", ".join(f"{name} {np.mean(v):.3g} [{np.min(v):.3g}, {np.max(v):.3g}]"
+                                     for name, v in zip(names, stats)))
+    return sentences

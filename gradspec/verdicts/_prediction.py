@@ -14,7 +14,8 @@ import numpy as np
 from .. import theory
 from .._checks import check_int
 from .._precision import full_precision
-from ..cells import GRU, LSTM, RNN, as_cell, check_params, check_trajectory_inputs
+from ..cells import GRU, LSTM, RNN, as_cell, check_params
+from ..measure._inputs import check_trajectory_inputs, start_state
 from ..measure.jacobians import _states, gradient_profile, profile_rate
 from ..measure.spectra import _frame_sweeps, weight_spectrum
 from ._regime import CRITICAL_FACTOR, Prediction, _plain, _timescale, classify, regime_threshold
@@ -67,14 +68,15 @@ def _sampled_top_exponent(cell, params, xs, h0, q0, warmup):
 def sampled_exponent(cell, params, xs, key) -> tuple[float, float, np.ndarray]:
     """The network's own top exponent: mean and standard error over trajectories.
 
-    One trajectory per input sequence of ``xs`` (B, L, D), each from a random state
-    (std 0.5) with a random start direction, the first min(128, L/4) steps discarded.
+    One trajectory per input sequence of ``xs`` (B, L, D), each from its own start by
+    the default start rule (:func:`gradspec.start_state` with a key drawn from ``key``)
+    with a random start direction, the first min(128, L/4) steps discarded.
     Returns ``(mean, standard error, finite)``, ``finite`` (B,) bool: whether each
     trajectory stayed finite (an overflowing one counts up to its overflow).
     """
     samples, size = xs.shape[0], cell.state_size(cell.hidden_size(params))
     k_h, k_q = jr.split(key)
-    h0 = 0.5 * jr.normal(k_h, (samples, size), xs.dtype)
+    h0 = start_state(cell, params, xs.shape[2], xs.dtype, key=jr.split(k_h, samples))
     q0 = jr.normal(k_q, (samples, size, 1), xs.dtype)
     q0 = q0 / jnp.linalg.norm(q0, axis=1, keepdims=True)
     warmup = min(SAMPLE_WARMUP, xs.shape[1] // 4)
@@ -267,8 +269,8 @@ def _sampled_loss_rate(cell, params, xs, key, readout) -> tuple[float, float]:
     """Mean and standard error of the readout's profile slope over the sampled
     trajectories (from the same random states as :func:`sampled_exponent`), fitted
     over every lag as :func:`gradspec.diagnose` fits it."""
-    samples, size = xs.shape[0], cell.state_size(cell.hidden_size(params))
-    h0 = 0.5 * jr.normal(jr.split(key)[0], (samples, size), xs.dtype)
+    h0 = start_state(cell, params, xs.shape[2], xs.dtype,
+                     key=jr.split(jr.split(key)[0], xs.shape[0]))
     profiles = jax.vmap(lambda x, h: gradient_profile(cell, params, x, h, readout=readout))(
         xs, h0)
     rates = np.asarray(jax.vmap(profile_rate)(profiles), np.float64)
