@@ -151,7 +151,8 @@ def test_torch_state_dict_without_biases_and_numpy_arrays():
     )
     xs = _inputs(jnp.dtype("float64"), D)
     ys, _ = _torch_run(module, xs, np.zeros(N))
-    assert_close(gradspec.trajectory(cell, params, xs), ys, jnp.dtype("float64"))
+    h0 = np.zeros(N)  # torch's default start, given explicitly (gradspec's may differ)
+    assert_close(gradspec.trajectory(cell, params, xs, h0), ys, jnp.dtype("float64"))
 
 
 @needs_torch
@@ -394,7 +395,8 @@ def test_find_recurrent_in_an_embedding_lstm_linear_model():
     cell, params = interop.from_torch(found.module)
     tokens = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6]])
     xs = found.embedding(tokens)[0].detach().numpy()
-    states = gradspec.trajectory(cell, params, xs)
+    h0 = np.zeros(cell.state_size(N))  # the model starts from torch's zero state
+    states = gradspec.trajectory(cell, params, xs, h0)
     with torch.no_grad():
         logits = model(tokens)[0].numpy()
     W, b = (found.readout.weight.detach().numpy(), found.readout.bias.detach().numpy())
@@ -475,10 +477,11 @@ def test_flax_linen_trajectory_matches_flax(name, kwargs, dtype):
     assert_close(got, jnp.stack([_to_state(c) for c in want]), dtype)
 
     # The bare param dict (with or without the 'params' level) gives the same params
-    # (a dict cannot record residual / the activation).
+    # (a dict cannot record residual / the activation: a SimpleCell's must be named).
     if not kwargs:
+        nl = {"nonlinearity": "tanh"} if name == "SimpleCell" else {}
         for tree in (variables, variables["params"]):
-            cell2, params2 = interop.from_flax(tree)
+            cell2, params2 = interop.from_flax(tree, **nl)
             assert cell2 == cell
             for k in params:
                 np.testing.assert_array_equal(params2[k], params[k])
@@ -558,6 +561,18 @@ def test_flax_errors():
         interop.from_flax(variables, kind="mlp")
     with pytest.raises(TypeError, match="`cell_or_params`"):
         interop.from_flax(object())
+    # A SimpleCell's bare dict does not record tanh vs relu: never guessed.
+    simple = nn.SimpleCell(features=N).init(
+        jr.key(2), jnp.zeros(N, jnp.float32), jnp.zeros(D, jnp.float32)
+    )
+    with pytest.raises(ValueError, match="`nonlinearity` is required.*Flax param dict"):
+        interop.from_flax(simple)
+    assert interop.from_flax(simple, nonlinearity="relu")[0] == gradspec.cells.RNN("relu")
+    with pytest.raises(ValueError, match="`nonlinearity` 'relu' contradicts"):
+        interop.from_flax(nn.SimpleCell(features=N), simple, nonlinearity="relu")
+    with pytest.raises(TypeError, match=r"`params\['ii'\]\['kernel'\]` must have a "
+                       "floating dtype"):
+        interop.from_flax(jax.tree_util.tree_map(lambda v: v.astype(jnp.int32), variables))
 
 
 # -- Equinox -------------------------------------------------------------------------
@@ -611,13 +626,14 @@ def test_flax_and_equinox_lists_of_cells_are_stacks():
     for layers, step, carries, visible, to_state in cases:
         cell, params = convert[id(layers)](layers)
         assert isinstance(cell, gradspec.cells.Stack) and len(cell.layers) == 2
-        want = []
+        start, want = list(carries), []
         for x in xs:
             for i, m in enumerate(layers):
                 carries[i] = step(m, x, carries[i])
                 x = visible(carries[i])
             want.append(cell.join_states([to_state(c) for c in carries]))
-        assert_close(gradspec.trajectory(cell, params, xs), jnp.stack(want), f64)
+        h0 = cell.join_states([to_state(c) for c in start])  # the frameworks' zeros
+        assert_close(gradspec.trajectory(cell, params, xs, h0), jnp.stack(want), f64)
     # linen: a list of cells with a list of their variables.
     linen = [nn.GRUCell(features=N, param_dtype=f64),
              nn.SimpleCell(features=N, param_dtype=f64)]

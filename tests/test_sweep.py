@@ -293,7 +293,8 @@ def test_unbatched_measurement_is_called_per_point(tmp_path):
     assert seen == [0.5, 2.0]
     assert [r["results"]["label"] for r in res.records] == ["small", "big"]
     assert res.records[1]["npz"] and res.records[1]["results"]["curve"][1] == 2.0
-    assert gs.sweep("test_unbatched", {"x": [0.5, 2.0]}, store=tmp_path / "s").computed == 0
+    again = gs.sweep("test_unbatched", {"x": [0.5, 2.0]}, store=tmp_path / "s", resume=True)
+    assert (again.computed, again.skipped) == (0, 2)
 
 
 @pytest.mark.slow  # two training compiles: ~10-30 s on a loaded 2-core machine
@@ -338,7 +339,7 @@ def _lines(path: Path) -> list[bytes]:
 def test_rerun_skips_and_grid_can_grow(tmp_path):
     store = tmp_path / "s"
     first = gs.sweep("mean_field", {"sigma_w": [0.5, 1.0]}, store=store)
-    again = gs.sweep("mean_field", {"sigma_w": [0.5, 1.0, 2.0]}, store=store)
+    again = gs.sweep("mean_field", {"sigma_w": [0.5, 1.0, 2.0]}, store=store, resume=True)
     assert (first.computed, again.computed, again.skipped) == (2, 1, 2)
     assert len(gs.load(store)) == 3
     _assert_same_results(first.records, again.records[:2], rtol=0, atol=0)
@@ -356,7 +357,8 @@ def test_split_over_independent_jobs(tmp_path):
     first = gs.sweep("mean_field", grid, store=store, process_index=0, process_count=2)
     assert first.computed == 2  # points 0 and 2; no barrier: what the store holds now
     assert [r["config"]["sigma_w"] for r in first.records] == [0.5, 2.0]
-    second = gs.sweep("mean_field", grid, store=store, process_index=1, process_count=2)
+    second = gs.sweep("mean_field", grid, store=store, process_index=1, process_count=2,
+                      resume=True)  # job 0 has written: job 1 continues its store
     assert (second.computed, second.skipped) == (1, 0)
     assert [r["config"]["sigma_w"] for r in second.records] == grid["sigma_w"]
     assert [p.name for p in _store.shard_paths(store)] == ["records-p0.jsonl",
@@ -386,7 +388,8 @@ def test_edited_config_refused(tmp_path):
     lines[1] = _store.canonical_json(rec).encode()
     shard.write_bytes(b"\n".join(lines))
     for call in (lambda: gs.load(store),
-                 lambda: gs.sweep("mean_field", {"sigma_w": [0.5, 1.0, 1.5]}, store=store)):
+                 lambda: gs.sweep("mean_field", {"sigma_w": [0.5, 1.0, 1.5]}, store=store,
+                                  resume=True)):
         with pytest.raises(ValueError, match="does not match its hash"):
             call()
 
@@ -399,7 +402,7 @@ def test_corrupt_last_line_refused_then_repaired(tmp_path):
     with pytest.raises(ValueError, match="line 3 is corrupt"):
         gs.load(store)
     with pytest.raises(ValueError, match="line 3 is corrupt"):
-        gs.sweep("mean_field", {"sigma_w": [0.5, 1.0]}, store=store)
+        gs.sweep("mean_field", {"sigma_w": [0.5, 1.0]}, store=store, resume=True)
     assert gs.repair(store)["corrupt"] == 1
     assert len(gs.load(store)) == 2
 
@@ -415,7 +418,7 @@ def test_truncated_last_line_warns_and_is_cut_on_next_append(tmp_path):
         assert len(gs.load(store)) == 2
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res = gs.sweep("mean_field", grid, store=store)
+        res = gs.sweep("mean_field", grid, store=store, resume=True)
     assert any("truncated" in str(w.message) for w in caught)
     assert (res.computed, res.skipped) == (1, 2)
     with warnings.catch_warnings():
@@ -432,10 +435,10 @@ def test_missing_npz_refused_then_repaired(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing"):
         gs.load(store)
     with pytest.raises(FileNotFoundError, match="missing"):
-        gs.sweep("gradient_profile", grid, options=opts, store=store)
+        gs.sweep("gradient_profile", grid, options=opts, store=store, resume=True)
     assert gs.load(store, arrays=False)  # the JSON part is still readable
     assert gs.repair(store)["missing_npz"] == 1
-    again = gs.sweep("gradient_profile", grid, options=opts, store=store)
+    again = gs.sweep("gradient_profile", grid, options=opts, store=store, resume=True)
     assert (again.computed, again.skipped) == (1, 1)
     # Recomputed in a batch of 1 instead of 2: equal to float64 rounding (seen bitwise);
     # 1e-12 absolute is ~4500 eps of the O(1) per-step logs (profile, rate, log_ratio).
@@ -546,7 +549,7 @@ if slow:  # stretch the run so that kills land between chunks, npz and lines
     runner._run_chunk, _store.write_npz = slow_chunk, slow_npz
 grid = {"sigma_w": [0.4, 0.8, 1.2, 1.6, 2.0, 2.4], "sigma_b": [0.0, 0.2, 0.4, 0.6]}
 gs.sweep("gradient_profile", grid, options={"N": 8, "T": 100, "warmup": 10}, store=store,
-         chunk_size=2)
+         chunk_size=2, resume=True)  # each rerun after a kill continues the store
 """
 
 

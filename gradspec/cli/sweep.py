@@ -22,10 +22,6 @@ from ._args import positive as _positive
 __all__ = ["add_parser", "main"]
 
 
-def _has_records(root: Path) -> bool:
-    return root.is_dir() and any(p.stat().st_size > 0 for p in _store.shard_paths(root))
-
-
 def _run_cli(args) -> int:
     specs = []
     try:
@@ -49,20 +45,18 @@ def _run_cli(args) -> int:
             if args.repair and root.is_dir():
                 dropped = repair(root)
                 print(f"{spec.name}: repaired {spec.store}: dropped {dropped}")
-            if not args.resume and _has_records(root):
-                raise ValueError(
-                    f"store {spec.store!r} already holds results; pass --resume to "
-                    "continue it (points already done are skipped) or choose another "
-                    "store (--store)."
-                )
+            # sweep()'s own rule, checked for every sweep of the file before any runs.
+            _store.check_resume(root, args.resume, how="--resume")
         if jax.process_count() > 1:  # nobody writes before every process has checked
             from jax.experimental import multihost_utils
 
             multihost_utils.sync_global_devices("gradspec.sweep.cli")
         summaries = []
         for spec in specs:
+            # resume=True: every store was checked above, before any process wrote;
+            # another process may have written to this one since.
             res = sweep(spec.measurement, spec.grid, options=spec.options, store=spec.store,
-                        chunk_size=spec.chunk_size, progress=args.progress)
+                        resume=True, chunk_size=spec.chunk_size, progress=args.progress)
             n = len(res.records)
             summaries.append({"name": spec.name, "measurement": spec.measurement,
                               "store": spec.store, "points": n, "computed": res.computed,
@@ -82,18 +76,11 @@ def _run_cli(args) -> int:
         print(f"gradspec sweep: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C: what is saved is saved; say how to go on
-        saved = sum(_records_in(Path(spec.store)) for spec in specs) if specs else 0
+        saved = sum(_store.count_records(Path(spec.store)) for spec in specs)
         print(f"gradspec sweep: interrupted; {saved} finished points are saved in the store, "
               f"and `gradspec sweep {args.config} --resume` computes only the rest.",
               file=sys.stderr)
         return 130
-
-
-def _records_in(root: Path) -> int:
-    """Finished points in a store's shards (0 when there is none yet)."""
-    if not root.is_dir():
-        return 0
-    return sum(len(path.read_bytes().splitlines()) for path in _store.shard_paths(root))
 
 
 def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:

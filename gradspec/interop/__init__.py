@@ -49,6 +49,14 @@ State conventions: gradspec's LSTM state is ``concat(h, c)``. PyTorch's and Equi
 LSTM carry is ``(h, c)``; **Flax's is** ``(c, h)``: build ``h0 = concat(h, c)`` from a
 Flax carry ``(c, h)``.
 
+JAX transformations: past reading the framework's objects, every converter is ``jnp``
+on static shapes (no numpy round trip, no branch on values), so ``from_flax``,
+``from_equinox`` and ``from_torch`` of a state_dict of jax arrays run under
+``jax.jit``, differentiate with ``jax.grad`` (a measured exponent's gradient reaches
+the framework's own variables) and map with ``jax.vmap``: batched variables under
+``vmap`` give batched params. Outside ``vmap`` a leading batch axis is refused with
+that advice (one call converts one cell). Torch tensors are copied through numpy.
+
 Dtype: the params come back as ``jnp`` arrays in ``dtype`` when given; by default in
 float64 when the source weights are float64 *and* ``jax_enable_x64`` is on, else in
 float32 (gradspec's default; half-precision sources are widened to float32). A Flax

@@ -1,4 +1,9 @@
-"""Shared pieces of the converters: argument checks, array conversion, cell building."""
+"""Shared pieces of the converters: argument checks, array conversion, cell building.
+
+Everything after reading a framework's arrays is ``jnp`` on static shapes, so the
+converters compose with ``jax.jit``, ``jax.vmap`` and ``jax.grad``: under ``vmap`` over
+a batch of variables each call sees one cell's arrays and the params come back batched.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,6 @@ from typing import Literal
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from .._checks import check_floating
 from ..cells import GRU, LSTM, NONLINEARITIES, RNN, Cell, Stack, check_params
@@ -46,8 +50,15 @@ def _check_dtype(dtype):
     return dtype
 
 
-def _to_numpy(x, name: str) -> np.ndarray:
-    """A torch tensor / jax / numpy array as a floating numpy array (half -> f32)."""
+def _as_array(x, name: str, ndim: int) -> jax.Array:
+    """A torch tensor, nnx Variable, jax/numpy array or tracer as a floating jax array
+    of rank ``ndim`` (half precision widened to float32).
+
+    Torch tensors go through numpy (the one copy out of torch); everything else stays
+    in ``jnp`` and only its static dtype and shape are read, so a tracer passes.
+    A leading batch axis is refused with the fix: one call converts one cell, and
+    ``jax.vmap`` maps it over a batch (then every call sees one cell's arrays).
+    """
     if hasattr(x, "detach") and hasattr(x, "cpu"):  # a torch tensor, duck-typed
         x = x.detach().cpu()
         if x.dtype.is_floating_point and x.element_size() < 4:  # bf16/f16: no numpy
@@ -55,20 +66,36 @@ def _to_numpy(x, name: str) -> np.ndarray:
         x = x.numpy()
     elif hasattr(x, "get_value"):  # a flax.nnx Variable
         x = x.get_value()
-    a = np.asarray(x)
-    if not np.issubdtype(a.dtype, np.floating) and a.dtype.name != "bfloat16":
+    try:
+        a = jnp.asarray(x)  # a jax array (or tracer) is returned as it is
+    except TypeError as err:
+        raise TypeError(
+            f"`{name}` must be an array; got {type(x).__name__} ({err})."
+        ) from None
+    if not jnp.issubdtype(a.dtype, jnp.floating):
         raise TypeError(f"`{name}` must have a floating dtype; got {a.dtype}.")
-    if a.dtype.itemsize < 4:
-        a = a.astype(np.float32)
-    return a
+    if a.ndim != ndim:
+        batch = a.ndim > ndim
+        raise ValueError(
+            f"`{name}` must be a {ndim}-D array; got shape {a.shape}."
+            + (
+                " A leading batch axis? One call converts one cell's weights: for a "
+                "batch of cells use jax.vmap over the conversion (it returns batched "
+                "params)."
+                if batch
+                else ""
+            )
+        )
+    return a.astype(jnp.float32) if a.dtype.itemsize < 4 else a
 
 
-def _resolve_dtype(dtype, arrays) -> np.dtype:
+def _resolve_dtype(dtype, arrays) -> jnp.dtype:
+    """``dtype``, else float64 when a source array is float64 (only possible with
+    ``jax_enable_x64``: :func:`_as_array` canonicalises), else float32."""
     if dtype is not None:
         return dtype
-    x64 = jax.dtypes.canonicalize_dtype(np.float64) == np.float64
-    wide = any(a.dtype == np.float64 for a in arrays)
-    return jnp.dtype("float64" if x64 and wide else "float32")
+    wide = any(a.dtype == jnp.float64 for a in arrays)
+    return jnp.dtype("float64" if wide else "float32")
 
 
 def _nonlinearity_of(fn: Callable) -> str | Callable:
@@ -79,9 +106,10 @@ def _nonlinearity_of(fn: Callable) -> str | Callable:
     return fn
 
 
-def _merge_nonlinearity(recorded, given, kind: str, source: str, default="tanh"):
-    """The vanilla RNN's nonlinearity: the source's own, else ``given``, else ``default``
-    (None: refuse to guess); None for the gated kinds."""
+def _merge_nonlinearity(recorded, given, kind: str, source: str):
+    """The vanilla RNN's nonlinearity: the source's own, else ``given``; a source that
+    does not record it (a state_dict, a bare param dict) without ``given`` is refused,
+    never guessed. None for the gated kinds."""
     if kind != "rnn":
         if given is not None:
             raise ValueError(
@@ -94,7 +122,7 @@ def _merge_nonlinearity(recorded, given, kind: str, source: str, default="tanh")
             f"`nonlinearity` {given!r} contradicts the {source}'s own {recorded!r}; "
             "leave `nonlinearity` unset for a module."
         )
-    nl = given if given is not None else recorded if recorded is not None else default
+    nl = given if given is not None else recorded
     if nl is None:
         raise ValueError(
             f"`nonlinearity` is required: a vanilla RNN's {source} does not record "
@@ -106,16 +134,19 @@ def _merge_nonlinearity(recorded, given, kind: str, source: str, default="tanh")
 
 
 def _build(kind: str, nonlinearity, raw: dict, dtype) -> tuple[Cell, dict]:
-    """(cell, params) from gated-layout numpy arrays; RNN biases are summed into b."""
+    """(cell, params) from gated-layout jax arrays; RNN biases are summed into b."""
     dtype = _resolve_dtype(dtype, raw.values())
     if kind == "rnn":
-        # The two torch biases only ever appear summed; add them in float64.
-        b = raw["bias_ih"].astype(np.float64) + raw["bias_hh"].astype(np.float64)
+        # The two torch biases only ever appear summed: b = b_ih + b_hh, added in the
+        # wider of the source's and the target's dtype, so it is rounded once.
+        b_ih, b_hh = raw["bias_ih"], raw["bias_hh"]
+        wide = max((b_ih.dtype, b_hh.dtype, dtype), key=lambda d: d.itemsize)
+        b = b_ih.astype(wide) + b_hh.astype(wide)
         raw = {"W_hh": raw["weight_hh"], "W_xh": raw["weight_ih"], "b": b}
         cell = RNN(nonlinearity)
     else:
         cell = LSTM() if kind == "lstm" else GRU()
-    return cell, {k: jnp.asarray(v, dtype) for k, v in raw.items()}
+    return cell, {k: v.astype(dtype) for k, v in raw.items()}
 
 
 def _check_gated(raw: dict, kind: str, source: str) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import numpy as np
+import jax.numpy as jnp
 
 from ..cells import Cell
-from ._common import _as_stack, _build, _check_dtype, _check_gated, _to_numpy
+from ._common import _as_array, _as_stack, _build, _check_dtype, _check_gated
 
 
 def from_equinox(cell, *, dtype=None) -> tuple[Cell, dict]:
@@ -20,6 +20,11 @@ def from_equinox(cell, *, dtype=None) -> tuple[Cell, dict]:
     no stacked cell: a list of cells (layer 0 first) becomes one
     :class:`gradspec.cells.Stack`.
 
+    The conversion is ``jnp`` on static shapes: it runs under ``jax.jit``,
+    ``eqx.filter_grad`` (gradients reach the module's arrays) and ``jax.vmap`` (a cell
+    built inside ``vmap`` from a batch of keys gives batched params). A module whose
+    arrays carry a leading batch axis outside ``vmap`` is refused with that advice.
+
     Args:
         cell: an ``equinox.nn.LSTMCell`` or ``equinox.nn.GRUCell``, or a list of them.
         dtype: dtype of the returned params; by default float64 if the weights are
@@ -30,6 +35,7 @@ def from_equinox(cell, *, dtype=None) -> tuple[Cell, dict]:
 
     Raises:
         TypeError: anything but an Equinox LSTMCell or GRUCell.
+        ValueError: weights with a leading batch axis (use ``jax.vmap``).
 
     Examples:
         >>> import jax, equinox as eqx
@@ -58,16 +64,16 @@ def from_equinox(cell, *, dtype=None) -> tuple[Cell, dict]:
             "`cell` must be an equinox.nn.LSTMCell or GRUCell; "
             f"got {type(cell).__name__}."
         )
-    w_ih = _to_numpy(cell.weight_ih, "cell.weight_ih")
-    w_hh = _to_numpy(cell.weight_hh, "cell.weight_hh")
+    w_ih = _as_array(cell.weight_ih, "cell.weight_ih", 2)
+    w_hh = _as_array(cell.weight_hh, "cell.weight_hh", 2)
     rows, n = w_hh.shape
-    zeros = np.zeros((rows,), w_hh.dtype)
+    zeros = jnp.zeros((rows,), w_hh.dtype)
     bias = getattr(cell, "bias", None)
-    b_ih = zeros if bias is None else _to_numpy(bias, "cell.bias")
+    b_ih = zeros if bias is None else _as_array(bias, "cell.bias", 1)
     b_hh = zeros
     if kind == "gru" and getattr(cell, "bias_n", None) is not None:
-        b_n = _to_numpy(cell.bias_n, "cell.bias_n")
-        b_hh = np.concatenate([np.zeros((2 * n,), b_n.dtype), b_n])
+        b_n = _as_array(cell.bias_n, "cell.bias_n", 1)
+        b_hh = jnp.concatenate([jnp.zeros((2 * n,), b_n.dtype), b_n])
     raw = {"weight_ih": w_ih, "weight_hh": w_hh, "bias_ih": b_ih, "bias_hh": b_hh}
     source = f"Equinox {type(cell).__name__}"
     _check_gated(raw, kind, source)

@@ -6,11 +6,11 @@ from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ..cells import Cell
-from ._common import _GATES, Kind, _check_dtype, _check_kind, _nonlinearity_of
-from ._common import _as_stack, _build, _check_gated, _merge_nonlinearity, _to_numpy
+from ._common import _GATES, Kind, _as_array, _check_dtype, _check_kind
+from ._common import _as_stack, _build, _check_gated, _merge_nonlinearity
+from ._common import _nonlinearity_of
 
 # Flax linen per-gate Dense names (the nnx LSTMCell uses the same, with `if_`).
 _FLAX_LSTM = (("ii", "if", "ig", "io"), ("hi", "hf", "hg", "ho"))
@@ -40,9 +40,9 @@ def _dense(params: Mapping, name: str, bias: bool):
     d = params[name]
     if "kernel" not in d:
         raise ValueError(f"`params[{name!r}]` has no 'kernel'; got keys {sorted(d)}.")
-    kernel = _to_numpy(d["kernel"], f"params[{name!r}]['kernel']")
+    kernel = _as_array(d["kernel"], f"params[{name!r}]['kernel']", 2)
     b = (
-        _to_numpy(d["bias"], f"params[{name!r}]['bias']")
+        _as_array(d["bias"], f"params[{name!r}]['bias']", 1)
         if bias and "bias" in d
         else None
     )
@@ -61,12 +61,11 @@ def _flax_kind_of_keys(params: Mapping) -> str | None:
     return None
 
 
-def _stack(kernels_and_biases, out: int, dtype) -> tuple[np.ndarray, np.ndarray]:
+def _stack(kernels_and_biases, out: int, dtype) -> tuple[jax.Array, jax.Array]:
     """Per-gate (in, N) kernels, biases (or None) -> (G N, in) weight, (G N,) bias."""
-    weight = np.concatenate([k.T for k, _ in kernels_and_biases])
-    bias = np.concatenate(
-        [b if b is not None else np.zeros((out,), dtype) for _, b in kernels_and_biases]
-    )
+    weight = jnp.concatenate([k.T for k, _ in kernels_and_biases])
+    zeros = jnp.zeros((out,), dtype)
+    bias = jnp.concatenate([zeros if b is None else b for _, b in kernels_and_biases])
     return weight, bias
 
 
@@ -102,21 +101,21 @@ def _raw_from_parts(kind, i_parts, h_parts, residual) -> dict:
     w_hh, b_hh = _stack(h_parts, n, dtype)
     raw = {"weight_ih": w_ih, "weight_hh": w_hh, "bias_ih": b_ih, "bias_hh": b_hh}
     if residual:  # W_h h + h = (W_h + I) h
-        raw["weight_hh"] = w_hh + np.eye(n, dtype=w_hh.dtype)
+        raw["weight_hh"] = w_hh + jnp.eye(n, dtype=w_hh.dtype)
     return raw
 
 
 def _nnx_linear(linear, name: str):
-    kernel = _to_numpy(linear.kernel, f"{name}.kernel")
+    kernel = _as_array(linear.kernel, f"{name}.kernel", 2)
     bias = getattr(linear, "bias", None)
-    return kernel, (None if bias is None else _to_numpy(bias, f"{name}.bias"))
+    return kernel, (None if bias is None else _as_array(bias, f"{name}.bias", 1))
 
 
 def _nnx_split(linear, name: str, gates: int):
     """A fused nnx Linear (in, G N) -> per gate (kernel (in, N), bias (N,) or None)."""
     kernel, bias = _nnx_linear(linear, name)
-    ks = np.split(kernel, gates, axis=1)
-    bs = np.split(bias, gates) if bias is not None else [None] * gates
+    ks = jnp.split(kernel, gates, axis=1)
+    bs = jnp.split(bias, gates) if bias is not None else [None] * gates
     return list(zip(ks, bs))
 
 
@@ -158,6 +157,13 @@ def from_flax(
     linen cells with a list of their variables as ``params``) to get one
     :class:`gradspec.cells.Stack`.
 
+    The conversion is ``jnp`` on static shapes, so it runs under ``jax.jit`` and
+    ``jax.grad`` (gradients reach the Flax variables) and maps with ``jax.vmap``:
+    ``jax.vmap(lambda k: from_flax(cell, cell.init(k, h, x))[1])(keys)`` gives params
+    with a leading batch axis. Outside ``vmap``, variables whose leaves carry a leading
+    batch axis are refused (``ValueError``) with that advice: one call converts one
+    cell.
+
     Args:
         cell_or_params: a ``flax.linen`` ``LSTMCell``/``OptimizedLSTMCell``/``GRUCell``/
             ``SimpleCell`` (then ``params`` is required), a ``flax.nnx`` ``LSTMCell``/
@@ -168,9 +174,11 @@ def from_flax(
         params: a linen cell's params (or variables) when ``cell_or_params`` is a linen
             cell; a list of them for a list of linen cells.
         kind: ``"lstm"``, ``"gru"`` or ``"rnn"`` (``SimpleCell``); inferred when None.
-        nonlinearity: a ``SimpleCell``'s activation for a bare param dict (default
-            ``"tanh"``; a cell records its own ``activation_fn``). A bare dict cannot
-            record ``residual=True``: pass the linen cell for that.
+        nonlinearity: a ``SimpleCell``'s activation (``"tanh"``, ``"relu"``, ...):
+            required for a bare param dict, which does not record it (Flax's default
+            is tanh, but a dict may come from a relu cell); a cell records its own
+            ``activation_fn``. A bare dict cannot record ``residual=True`` either:
+            pass the linen cell for that.
         dtype: dtype of the returned params. By default the cell's computation
             ``dtype`` when it sets one (nnx's ``SimpleCell`` defaults to float32),
             else float64 if the weights are float64 and ``jax_enable_x64`` is on, else
@@ -182,7 +190,9 @@ def from_flax(
     Raises:
         ValueError: an unsupported cell (``MGUCell``, ``ConvLSTMCell``, non-default
             ``gate_fn``/``activation_fn`` on a gated cell), a param dict of unknown
-            layout, or a ``kind`` that contradicts it.
+            layout, a ``kind`` that contradicts it, a bare ``SimpleCell`` param dict
+            without ``nonlinearity``, or arrays with a leading batch axis (use
+            ``jax.vmap``).
         TypeError: an object that is none of the above.
 
     Examples:

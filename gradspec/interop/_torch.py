@@ -12,8 +12,7 @@ import numpy as np
 from .._checks import check_int
 from ..cells import GRU, LSTM, RNN, Cell, as_cell, check_params
 from ._common import _GATES, _KIND_OF_GATES, Kind, _check_dtype, _check_kind
-from ._common import _as_stack, _build, _check_gated, _merge_nonlinearity
-from ._common import _to_numpy
+from ._common import _as_array, _as_stack, _build, _check_gated, _merge_nonlinearity
 
 _TORCH_MODES = {"RNN_TANH": "rnn", "RNN_RELU": "rnn", "LSTM": "lstm", "GRU": "gru"}
 
@@ -101,10 +100,10 @@ def _torch_layer(state, suffix, kind, recorded, nonlinearity, dtype, source):
     for name in ("weight_ih", "weight_hh"):
         if name + suffix not in state:
             raise ValueError(f"`state_dict_or_module` is missing {name + suffix!r}.")
-        raw[name] = _to_numpy(state[name + suffix], name + suffix)
+        raw[name] = _as_array(state[name + suffix], name + suffix, 2)
 
     w_hh = raw["weight_hh"]
-    if w_hh.ndim != 2 or w_hh.shape[1] == 0 or w_hh.shape[0] % w_hh.shape[1]:
+    if w_hh.shape[1] == 0 or w_hh.shape[0] % w_hh.shape[1]:
         raise ValueError(
             f"'weight_hh{suffix}' must have shape (G*N, N) with G in 1, 3, 4; "
             f"got {w_hh.shape}."
@@ -130,12 +129,12 @@ def _torch_layer(state, suffix, kind, recorded, nonlinearity, dtype, source):
     for name in ("bias_ih", "bias_hh"):
         value = state.get(name + suffix)
         raw[name] = (
-            np.zeros((w_hh.shape[0],), w_hh.dtype)
+            jnp.zeros((w_hh.shape[0],), w_hh.dtype)
             if value is None
-            else _to_numpy(value, name + suffix)
+            else _as_array(value, name + suffix, 1)
         )
     _check_gated(raw, kind, source)
-    nl = _merge_nonlinearity(recorded_nl, nonlinearity, kind, source, default=None)
+    nl = _merge_nonlinearity(recorded_nl, nonlinearity, kind, source)
     return _build(kind, nl, raw, dtype)
 
 
@@ -165,7 +164,9 @@ def from_torch(
             tensors or numpy arrays with keys ``weight_ih_l{layer}``,
             ``weight_hh_l{layer}``, ``bias_ih_l{layer}``, ``bias_hh_l{layer}`` (or the
             cells' ``weight_ih``, ...). A model that holds one (an embedding, the RNN,
-            a readout): see :func:`find_recurrent`.
+            a readout): see :func:`find_recurrent`. A state_dict of jax arrays is
+            converted with ``jnp`` alone, so it works under ``jax.jit``/``vmap``/
+            ``grad`` (torch tensors are copied out through numpy).
         layer: None (default): the whole network, a :class:`~gradspec.cells.Stack`
             when it has several layers, else the plain cell. An int: that layer alone,
             as a plain cell; its inputs are the previous layer's outputs, of size N

@@ -18,14 +18,19 @@ the grid's axes:
 - **Resumable.** With ``store=path`` every finished point is appended to a crash-safe
   store (:mod:`gradspec.sweep.store`): JSON lines with the config, its sha256 hash, the
   scalar results and the gradspec/jax versions and devices, big arrays in
-  ``arrays/<hash>.npz``. A rerun skips the points already there; a ``SIGKILL`` loses
-  at most the chunk in flight.
+  ``arrays/<hash>.npz``. A rerun with ``resume=True`` (``gradspec sweep --resume``)
+  reuses the points already there and computes the rest; without it a store that
+  holds results is refused, never continued silently. A ``SIGKILL`` loses at most the
+  chunk in flight. The store's manifest records the measurement's version and the
+  sha256 of its source (:attr:`Measurement.source`): a measurement edited without a
+  version bump is refused instead of reusing results of the old code.
 - **Multi-host.** After ``jax.distributed.initialize(...)`` every process runs the same
   :func:`sweep` call; process i takes the points ``i, i + P, i + 2P, ...`` (P processes,
   grid order), evaluates them on its own local devices and appends to its own shard
   ``records-p{i}.jsonl`` of the shared store (a shared file system). The work needs
   no cross-process collectives, so a host that dies loses only its chunk in flight
-  (the others then fail at the final barrier; rerun with the same store to finish).
+  (the others then fail at the final barrier; rerun with the same store and
+  ``resume=True`` to finish).
   The barrier (``multihost_utils.sync_global_devices``) lets every process return
   the whole grid.
   On CPU this works in jax 0.10 (collectives go through gloo; tested with two

@@ -18,6 +18,8 @@ scalars and ``key`` the point's PRNG key, and returns a dict of arrays. An unbat
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import inspect
 import math
 from typing import Any, Callable, Mapping
 
@@ -50,7 +52,8 @@ class Measurement:
             bool, None, lists, dicts).
         batched: False for a Python-level call per point.
         version: bump it when ``fn`` changes its results; stores record it and refuse
-            to mix versions.
+            to mix versions. A store also records :attr:`source`, so an edit of
+            ``fn`` without a bump is refused too instead of reusing stale results.
         check: ``check(config)`` raises ``ValueError``/``TypeError`` for a bad point,
             before anything is traced.
         normalize: ``normalize(config) -> config`` completes and validates an open set
@@ -73,6 +76,25 @@ class Measurement:
     normalize: Callable[[dict], dict] | None = None
     description: str = ""
     chunk_size: int = 64
+
+    @property
+    def source(self) -> str:
+        """sha256 (hex) of ``fn``'s source text (:func:`inspect.getsource`), or, where
+        there is none (a function made by ``exec``, a C function, a ``partial``), of
+        its qualified name and :attr:`version`.
+
+        A store records it in its manifest and refuses a sweep whose measurement's
+        source differs: an edit without a version bump would otherwise reuse results
+        of the old code. Only ``fn``'s own text counts: a change in what it calls (a
+        gradspec function, a closure's values) is the ``version``'s business.
+        """
+        try:
+            text = inspect.getsource(self.fn)
+        except (OSError, TypeError):  # no source file, or not a Python function
+            fn = self.fn
+            name = getattr(fn, "__qualname__", type(fn).__qualname__)
+            text = f"{getattr(fn, '__module__', '?')}.{name}:v{self.version}"
+        return hashlib.sha256(text.encode()).hexdigest()
 
 
 _REGISTRY: dict[str, Measurement] = {}

@@ -16,6 +16,7 @@ from typing import Any, Mapping, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .. import _checks
@@ -300,7 +301,7 @@ class SweepResult(NamedTuple):
 
     records: list  # one dict per grid point done (see load), grid order
     computed: int  # points this call evaluated (this process)
-    skipped: int  # points of this process's share found already done in the store
+    skipped: int  # points of this process's share reused from the store (resume=True)
     seconds: float  # wall time of this call
     store: str | None  # the store directory, if any
 
@@ -311,6 +312,7 @@ def sweep(
     *,
     options: Mapping[str, Any] | None = None,
     store: str | Path | None = None,
+    resume: bool = False,
     devices: Sequence[jax.Device] | None = None,
     chunk_size: int | None = None,
     progress: bool | None = None,
@@ -335,8 +337,16 @@ def sweep(
             The first axis varies slowest.
         options: fixed inputs (static or traced) for every point.
         store: directory of a resumable store; ``None`` keeps results in memory only.
-            A store holds one measurement with one set of options and one dtype
+            A store holds one measurement (one version, one source: see
+            :attr:`Measurement.source`) with one set of options and one dtype
             (``ValueError`` otherwise); its grid may grow between runs.
+        resume: continue a store that already holds results: its points are reused
+            (counted in ``skipped``), the rest computed. False (the default) refuses
+            such a store with a ``ValueError``, as ``gradspec sweep`` does without
+            ``--resume``. Jobs that split one grid over a shared store by
+            ``process_index`` need it in every job that may start after another has
+            written; under ``jax.distributed`` every process checks before any
+            writes.
         devices: local devices to shard each chunk over; all of
             ``jax.local_devices()`` by default.
         chunk_size: points per compiled call (and the most a kill can lose); memory
@@ -355,7 +365,9 @@ def sweep(
 
     Raises:
         ValueError: unknown axis/option names, bad values (the measurement's check),
-            duplicate grid points, a store made for another sweep, a corrupt record;
+            duplicate grid points, a store made for another sweep or by other code of
+            the measurement, a store that holds results without ``resume``, a corrupt
+            record;
             ``chunk_size`` < 1 or ``process_index`` outside ``[0, process_count)``
             (``TypeError`` if one of them is not an int).
         FileNotFoundError: a finished point's ``.npz`` is missing from the store.
@@ -387,9 +399,14 @@ def sweep(
     if store is not None:
         root = Path(store)
         manifest = _store.open_manifest(root, {
-            "measurement": m.name, "version": m.version, "options": plan.options,
-            "dtype": plan.dtype,
+            "measurement": m.name, "version": m.version, "source": m.source,
+            "options": plan.options, "dtype": plan.dtype,
         })
+        _store.check_resume(root, resume)
+        if not resume and distributed and process_count > 1:
+            # Nobody writes before every process has found the store empty.
+            multihost_utils.sync_global_devices(
+                f"gradspec.sweep.start:{plan.hashes[0]}")
         others = [p for p in _store.shard_paths(root)
                   if p != _store.shard_path(root, process_index)]
         done = _store.index_records(
@@ -441,8 +458,6 @@ def sweep(
             bar.close()
 
     if distributed and process_count > 1:
-        from jax.experimental import multihost_utils
-
         multihost_utils.sync_global_devices(f"gradspec.sweep:{plan.hashes[0]}")
     if root is not None and process_count > 1:
         # Every process's points: what the store holds now (after the barrier).

@@ -3,7 +3,8 @@ r"""The sweep result store: crash-safe, append-only, resumable.
 Layout of a store directory::
 
     store/
-      manifest.json          what the store is for: measurement, version, options, dtype
+      manifest.json          what the store is for: measurement, version, source
+                             (sha256 of the measurement's code), options, dtype
       records-p0.jsonl       one JSON line per finished grid point (process 0's shard)
       records-p1.jsonl       process 1's shard in a multi-process run, ...
       arrays/<hash>.npz      a point's large arrays, named by the point's hash
@@ -167,7 +168,8 @@ def read_manifest(root: Path) -> dict | None:
 
 def open_manifest(root: Path, wanted: Mapping) -> dict:
     """Create the store with ``wanted`` as its manifest, or check that the existing
-    manifest matches it (same measurement, version, options and dtype)."""
+    manifest matches it (same measurement, version, options and dtype, and the same
+    measurement source: an edit without a version bump is refused, not reused)."""
     root.mkdir(parents=True, exist_ok=True)
     (root / ARRAYS).mkdir(exist_ok=True)
     manifest = read_manifest(root)
@@ -190,7 +192,44 @@ def open_manifest(root: Path, wanted: Mapping) -> dict:
             "path (one store holds one measurement with one set of options; grid axes "
             "may change between runs)."
         )
+    if manifest.get("source") != wanted["source"]:
+        old = manifest.get("source")
+        raise ValueError(
+            f"store {str(root)!r}: measurement {wanted['measurement']!r} changed since "
+            f"the store was written, without a version bump: its code's sha256 is now "
+            f"{wanted['source'][:12]}, the store's results came from "
+            + (f"{old[:12]}" if isinstance(old, str) else "unrecorded code")
+            + f" (both version {wanted['version']}). They may be stale, so they are "
+            "not reused. If the edit changes results, bump `version` in "
+            "gradspec.sweep.register(...) and use another store path; if it cannot (a "
+            f"comment, a docstring), set \"source\" in {str(root / MANIFEST)!r} to "
+            f"{wanted['source']!r} to keep them."
+        )
     return manifest
+
+
+def count_records(root: Path) -> int:
+    """Lines in the store's shards: its finished points (and a truncated last line, if
+    an interrupted write left one); 0 where there is no store yet."""
+    if not root.is_dir():
+        return 0
+    return sum(len(path.read_bytes().splitlines()) for path in shard_paths(root))
+
+
+def check_resume(root: Path, resume: bool, how: str = "resume=True") -> None:
+    """Refuse to add to a store that already holds results unless ``resume``.
+
+    One rule for :func:`gradspec.sweep.sweep` and ``gradspec sweep`` alike: a store
+    path that already holds results is continued only when asked (``how``: the
+    argument or flag to name), never silently.
+    """
+    n = 0 if resume else count_records(root)
+    if n:
+        raise ValueError(
+            f"store {str(root)!r} already holds {n} results; pass {how} to continue "
+            "it (points already done are reused, the rest computed) or use another "
+            "store path."
+        )
 
 
 # -- reading records --------------------------------------------------------------------
