@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow test-gpu bench figures verify clean
+.PHONY: demo test test-slow test-gpu bench figures notebooks verify clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ test-gpu: $(STAMP)
 
 figures: $(STAMP)
 	$(BIN)/gradspec figures --quick --out figures
+
+# Every notebook top to bottom at its full size (make test runs them small).
+notebooks: $(STAMP)
+	for nb in notebooks/[0-9][0-9]_*.py; do \
+		GRADSPEC_NOTEBOOK_SMALL=0 MPLBACKEND=Agg $(BIN)/python $$nb || exit 1; \
+	done
 
 verify: $(STAMP)
 	$(BIN)/gradspec verify

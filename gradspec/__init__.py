@@ -33,13 +33,28 @@ from . import verdicts as verdicts
 from .measure import WeightSpectrum as WeightSpectrum
 from .measure import default_readout as default_readout
 from .measure import gradient_profile as gradient_profile
+from .measure import Measurement as Measurement
 from .measure import lyapunov_spectrum as lyapunov_spectrum
+from .measure import measurement as measurement
 from .measure import product_singular_values as product_singular_values
 from .measure import profile_rate as profile_rate
 from .measure import start_state as start_state
 from .measure import step_jacobians as step_jacobians
 from .measure import trajectory as trajectory
 from .measure import weight_spectrum as weight_spectrum
+from .measure import LyapunovConvergence as LyapunovConvergence
+from .measure import kaplan_yorke_dimension as kaplan_yorke_dimension
+from .measure import ks_entropy as ks_entropy
+from .measure import local_exponents as local_exponents
+from .measure import lyapunov_convergence as lyapunov_convergence
+from .measure import participation_ratio as participation_ratio
+from .measure import running_exponents as running_exponents
+from .measure import gradient_profile_from_jacobians as gradient_profile_from_jacobians
+from .measure import local_exponents_from_jacobians as local_exponents_from_jacobians
+from .measure import lyapunov_spectrum_from_jacobians as lyapunov_spectrum_from_jacobians
+from .measure import (
+    product_singular_values_from_jacobians as product_singular_values_from_jacobians,
+)
 from .training import TrainConfig as TrainConfig
 from .training import TrainResult as TrainResult
 from .training import tasks as tasks
@@ -70,6 +85,8 @@ __all__ = [
     "step_jacobians",
     "trajectory",
     "start_state",
+    "Measurement",
+    "measurement",
     "Diagnosis",
     "Prediction",
     "diagnose",
@@ -80,6 +97,17 @@ __all__ = [
     "lyapunov_spectrum",
     "product_singular_values",
     "weight_spectrum",
+    "LyapunovConvergence",
+    "kaplan_yorke_dimension",
+    "ks_entropy",
+    "local_exponents",
+    "lyapunov_convergence",
+    "participation_ratio",
+    "running_exponents",
+    "gradient_profile_from_jacobians",
+    "local_exponents_from_jacobians",
+    "lyapunov_spectrum_from_jacobians",
+    "product_singular_values_from_jacobians",
     "TrainConfig",
     "TrainResult",
     "train",

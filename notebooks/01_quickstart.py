@@ -117,6 +117,7 @@ gp.plot_gradient_profiles(
             "label": f"tanh, $g = {GAIN}$",
             "log_norms": profile,
             "lambda_max": prediction.lyapunov,
+            "lambda_se": prediction.uncertainty,
         },
     ]
 )
@@ -147,11 +148,13 @@ gp.plot_gradient_profiles(
             "label": f"tanh, $g = {GAIN}$",
             "log_norms": profile,
             "lambda_max": prediction.lyapunov,
+            "lambda_se": prediction.uncertainty,
         },
         {
             "label": "tanh, critical gain",
             "log_norms": gradspec.gradient_profile(cell, critical, xs),
             "lambda_max": critical_prediction.lyapunov,
+            "lambda_se": critical_prediction.uncertainty,
         },
     ]
 )

@@ -230,6 +230,156 @@ def test_gradient_profiles_and_predicted_slopes(getkey):
         gp.plot_gradient_profiles({"log_norms": [0.0]})
 
 
+def _seed_batch(rng, S=6, K=24):
+    """(S, K + 1) log-norm profiles with seed-to-seed slopes, dead (-inf) entries, one
+    lag where every seed is dead and one where a single seed is finite."""
+    k = np.arange(K + 1)
+    slopes = -0.1 + 0.02 * rng.standard_normal(S)
+    L = slopes[:, None] * k + 0.3 * rng.standard_normal((S, K + 1))
+    L[0, 3] = L[2, 7] = L[4, 7] = -np.inf  # dead units
+    L[:, 10] = -np.inf  # no seed finite: not drawn
+    L[1:, 15] = -np.inf  # one seed finite: a mean, no band
+    return L
+
+
+def _finite_stats(L):
+    """Independent reference: per lag the mean and s.e. over the finite seeds."""
+    mean, se, n = [], [], []
+    for col in L.T:
+        x = col[np.isfinite(col)]
+        n.append(x.size)
+        mean.append(x.mean() if x.size else np.nan)
+        se.append(x.std(ddof=1) / math.sqrt(x.size) if x.size > 1 else np.nan)
+    return np.array(mean), np.array(se), np.array(n)
+
+
+def _band_edges(band, lags):
+    """Per lag (lowest, highest) y of the band's vertices, NaN where it has none."""
+    v = np.concatenate([p.vertices for p in band.get_paths()])
+    lo = np.array([v[v[:, 0] == k, 1].min() if (v[:, 0] == k).any() else np.nan
+                   for k in lags])
+    hi = np.array([v[v[:, 0] == k, 1].max() if (v[:, 0] == k).any() else np.nan
+                   for k in lags])
+    return lo, hi
+
+
+def _legend_texts(ax):
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_gradient_profiles_batch_band_is_mean_pm_se():
+    L = _seed_batch(np.random.default_rng(0))
+    lags = np.arange(L.shape[1])
+    fig = gp.plot_gradient_profiles([{"label": "seeds", "log_norms": L}])
+    ax = fig.axes[0]
+    mean, se, n = _finite_stats(L)
+    line = _by_gid(ax.lines, "profile:seeds")
+    # The drawn curve is the mean log norm over finite seeds (geometric mean of norms);
+    # the all-dead lag is a gap. Sums of <= 6 terms of size <= 3: 1e-12 is ~1e3 eps.
+    np.testing.assert_allclose(line.get_ydata(), mean / LN10, atol=1e-12)
+    assert np.isnan(line.get_ydata()[10]) and np.isfinite(line.get_ydata()[15])
+    lo, hi = _band_edges(_by_gid(ax.collections, "band:seeds"), lags)
+    has_band = n >= 2
+    np.testing.assert_allclose(lo[has_band], ((mean - se) / LN10)[has_band], atol=1e-12)
+    np.testing.assert_allclose(hi[has_band], ((mean + se) / LN10)[has_band], atol=1e-12)
+    assert np.isnan(lo[~has_band]).all()  # no band where < 2 seeds are finite
+    # Fitted rate: per-seed least-squares slope over that seed's finite lags.
+    slopes = np.array([np.polyfit(lags[np.isfinite(r)], r[np.isfinite(r)], 1)[0]
+                       for r in L])
+    m, s = slopes.mean(), slopes.std(ddof=1) / math.sqrt(slopes.size)
+    assert s >= 1e-3  # three decimals show it
+    assert _legend_texts(ax) == [f"seeds  ($\\hat\\lambda = {m:+.3f} \\pm {s:.3f}$)"]
+    assert not [a for a in ax.lines if (a.get_gid() or "").startswith("slope:")]
+
+
+def test_gradient_profiles_quantile_band_and_no_band():
+    L = _seed_batch(np.random.default_rng(1))
+    lags = np.arange(L.shape[1])
+    fig = gp.plot_gradient_profiles([{"label": "q", "log_norms": L}], band="quantile")
+    lo, hi = _band_edges(_by_gid(fig.axes[0].collections, "band:q"), lags)
+    ref = np.array([np.quantile(c[np.isfinite(c)], [0.1, 0.9]) if np.isfinite(c).sum()
+                    >= 2 else [np.nan, np.nan] for c in L.T]) / LN10
+    np.testing.assert_allclose(lo, ref[:, 0], atol=1e-12)
+    np.testing.assert_allclose(hi, ref[:, 1], atol=1e-12)
+    fig = gp.plot_gradient_profiles([{"label": "q", "log_norms": L}], band=None)
+    assert not [c for c in fig.axes[0].collections if c.get_gid() == "band:q"]
+    with pytest.raises(ValueError, match="band"):
+        gp.plot_gradient_profiles([{"log_norms": L}], band="sd")
+    with pytest.raises(ValueError, match="log_norms"):
+        gp.plot_gradient_profiles([{"log_norms": L[None]}])
+
+
+def test_gradient_profiles_legend_carries_lambda_and_se():
+    k = np.arange(30)
+    lam, se = -0.11234, 0.00287
+    fig = gp.plot_gradient_profiles(
+        [
+            {"label": "a", "log_norms": lam * k, "lambda_max": lam, "lambda_se": se},
+            {"label": "b", "log_norms": 0.05 * k, "lambda_max": 0.05},
+            {"label": "c", "log_norms": -0.2 * k, "lambda_max": -0.2,
+             "lambda_se": 2e-4},
+            {"label": "d", "log_norms": -0.3 * k},
+        ]
+    )
+    ax = fig.axes[0]
+    assert _legend_texts(ax) == [
+        "a  ($\\lambda = -0.112 \\pm 0.003$)",
+        "b  ($\\lambda = +0.050$)",  # no s.e.: no +- part
+        "c  ($\\lambda = -0.2000 \\pm 0.0002$)",  # s.e. < 1e-3: to its first digit
+        "d",  # a single profile without lambda_max: as before, no rate
+        "predicted slope $\\lambda_{max}$",
+    ]
+    # A batch with a given lambda_max keeps it (and its slope line), fits nothing.
+    fig = gp.plot_gradient_profiles(
+        [{"label": "e", "log_norms": np.stack([lam * k, 0.9 * lam * k]),
+          "lambda_max": lam}]
+    )
+    assert _legend_texts(fig.axes[0])[0] == "e  ($\\lambda = -0.112$)"
+    slope = _by_gid(fig.axes[0].lines, "slope:e")
+    np.testing.assert_allclose(slope.get_ydata(), lam * k / LN10)
+
+
+def test_legends_use_the_style_size(getkey):
+    assert gs_style.LEGEND_SIZE >= 7
+    W = gradspec.init.gaussian(1.5)(getkey(), (16, 16))
+    spectrum = gradspec.weight_spectrum(W)
+    sw, sb = jnp.linspace(0.5, 2.0, 4), jnp.linspace(0.0, 1.0, 3)
+    lam = gp.mean_field_grid("tanh", sw, sb).lambda_max
+    figs = [
+        gp.plot_gradient_profiles([{"log_norms": -0.1 * np.arange(5)}]),
+        gp.plot_lyapunov_spectra([{"exponents": np.array([0.1, -0.5])}]),
+        gp.plot_lyapunov_spectra(
+            [{"label": f"$g = {g}$", "exponents": np.array([[0.1, -0.5], [0.2, -0.6]])}
+             for g in (0.5, 1.5, 2.5)],
+            inset=1,
+        ),
+        gp.plot_phase_diagram(
+            sw, sb, lam, critical=gp.critical_line("tanh", sb),
+            measured={"sigma_w": [1.0], "sigma_b": [0.0], "lambda_max": [0.0]},
+        ),
+        gp.plot_eigenvalues(spectrum, gain=1.5),
+        gp.plot_singular_values(spectrum, gain=1.5),
+        gp.plot_training_curves(
+            [{"label": f"tanh, gaussian({g}), Adam + clip 1", "loss": [1.0, 0.5],
+              "grad_norm": [1.0, 1.0], "outcome": "solved", "baseline": 1.0}
+             for g in (0.5, 1.0, 3.0, 4.0)]
+        ),
+    ]
+    for fig in figs:
+        legends = [a.get_legend() for a in fig.axes if a.get_legend()] + fig.legends
+        assert legends, fig
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        for leg in legends:
+            assert {t.get_fontsize() for t in leg.get_texts()} == {
+                gs_style.LEGEND_SIZE
+            }
+            # The larger text still fits: the legend lies within the figure.
+            box = leg.get_window_extent(renderer)
+            assert box.x0 >= -1 and box.x1 <= fig.bbox.x1 + 1, (fig, box)
+            assert box.y0 >= -1 and box.y1 <= fig.bbox.y1 + 1, (fig, box)
+
+
 def _explicit_log_norms(J):
     J = np.asarray(J, np.float64)
     T = J.shape[0]
@@ -328,6 +478,53 @@ def test_lyapunov_spectra_curves(getkey):
     assert len(ax.child_axes) == 1  # the inset
 
 
+def test_lyapunov_spectra_batch_of_draws():
+    rng = np.random.default_rng(2)
+    draws = np.sort(rng.normal(size=(5, 6)), axis=1)[:, ::-1]  # (D, k) descending
+    draws[1, -1] = -np.inf  # a dead unit
+    fig = gp.plot_lyapunov_spectra([{"label": "g=2", "exponents": draws}])
+    ax = fig.axes[0]
+    line = _by_gid(ax.lines, "spectrum:g=2")
+    mean, _, _ = _finite_stats(draws)
+    np.testing.assert_allclose(line.get_ydata(), mean, atol=1e-12)
+    top = draws[:, 0]
+    m, s = top.mean(), top.std(ddof=1) / math.sqrt(top.size)
+    assert _legend_texts(ax)[0] == f"g=2  ($\\lambda_1 = {m:+.3f} \\pm {s:.3f}$)"
+    with pytest.raises(ValueError, match="exponents"):
+        gp.plot_lyapunov_spectra([{"exponents": draws[None]}])
+
+
+def test_figure_draws_carry_lambda_and_se():
+    # The figure set's drawings pass the uncertainties on (synthetic data, no compute).
+    k = np.arange(20)
+    fig = figures.draw(
+        "gradient_vs_lag",
+        {
+            "labels": np.array(["a", "b"]),
+            "log_norms": np.stack([-0.1 * k, 0.2 * k]),
+            "lambda_max": np.array([-0.1, 0.2]),
+            "lambda_se": np.array([0.004, 0.0]),
+            "regimes": np.array(["vanishing", "exploding"]),
+        },
+    )
+    assert _legend_texts(fig.axes[0])[:2] == [
+        "a  ($\\lambda = -0.100 \\pm 0.004$)",
+        "b  ($\\lambda = +0.200$)",
+    ]
+    exps = np.array([[[0.10, -0.5], [0.14, -0.7]], [[-0.3, -0.9], [-0.3, -0.8]]])
+    fig = figures.draw(
+        "lyapunov_spectrum",
+        {"gains": np.array([2.0, 0.5]), "exponents": exps,
+         "lambda_max": np.array([0.13, -0.29])},
+    )
+    texts = _legend_texts(fig.axes[0])
+    assert texts[0] == "$g = 2$  ($\\lambda_1 = +0.120 \\pm 0.020$)"
+    assert texts[1] == "$g = 0.5$  ($\\lambda_1 = -0.300$)"  # no spread: no +-
+    np.testing.assert_allclose(
+        _by_gid(fig.axes[0].lines, "spectrum:$g = 2$").get_ydata(), [0.12, -0.6]
+    )
+
+
 # -- phase diagram ---------------------------------------------------------------------
 
 
@@ -371,6 +568,53 @@ def test_phase_diagram_critical_line_and_measured_points(getkey):
     assert ml[0] == pytest.approx(math.log(0.5), abs=0.15) and ml[1] > 0.05
     with pytest.raises(ValueError, match="lambda_max"):
         gp.plot_phase_diagram(sigma_w, sigma_b, lam.T)
+
+
+def test_phase_diagram_takes_critical_line_and_to_grid_outputs():
+    from gradspec.sweep import to_grid
+
+    sigma_w = jnp.linspace(0.25, 2.5, 6)
+    sigma_b = jnp.linspace(0.0, 1.0, 4)
+    lam = gp.mean_field_grid("tanh", sigma_w, sigma_b).lambda_max
+    line_w = gp.critical_line("tanh", sigma_b)  # a jax array (B,)
+    recs = [
+        {"config": {"sigma_w": w, "sigma_b": b}, "results": {"lambda_max": w - 2 * b}}
+        for w in (0.5, 1.5, 2.5)
+        for b in (0.0, 0.5)
+        if (w, b) != (2.5, 0.5)  # a cell without a record: NaN in the grid
+    ]
+    for axes in (("sigma_w", "sigma_b"), ("sigma_b", "sigma_w")):
+        grid = to_grid(recs, "lambda_max", axes=axes)
+        fig = gp.plot_phase_diagram(
+            sigma_w, sigma_b, lam, critical=line_w, measured=grid
+        )
+        ax = fig.axes[0]
+        line = _by_gid(ax.lines, "critical-line")
+        np.testing.assert_array_equal(line.get_xdata(), np.asarray(line_w, np.float64))
+        np.testing.assert_array_equal(line.get_ydata(), np.asarray(sigma_b, np.float64))
+        points = _by_gid(ax.collections, "measured")
+        got = sorted(zip(*points.get_offsets().T, points.get_array()))
+        want = sorted((r["config"]["sigma_w"], r["config"]["sigma_b"],
+                       r["results"]["lambda_max"]) for r in recs)
+        np.testing.assert_allclose(got, want)
+    # The old forms still work: a pair, and a pair as a (2, n) array.
+    for critical in ((line_w, sigma_b), np.stack([line_w, sigma_b])):
+        fig = gp.plot_phase_diagram(sigma_w, sigma_b, lam, critical=critical)
+        line = _by_gid(fig.axes[0].lines, "critical-line")
+        np.testing.assert_array_equal(line.get_xdata(), np.asarray(line_w, np.float64))
+    with pytest.raises(ValueError, match="critical"):  # sigma_w* for another sigma_b
+        gp.plot_phase_diagram(sigma_w, sigma_b, lam, critical=line_w[:3])
+    for bad in ("chi = 1", 1.0, object()):
+        with pytest.raises(TypeError, match="critical"):
+            gp.plot_phase_diagram(sigma_w, sigma_b, lam, critical=bad)
+    for bad in (object(), [(0.5, 0.0, -0.1)]):
+        with pytest.raises(TypeError, match="measured"):
+            gp.plot_phase_diagram(sigma_w, sigma_b, lam, measured=bad)
+    with pytest.raises(ValueError, match="measured"):  # a grid over other axes
+        other = to_grid(recs, "lambda_max")._replace(axes=("sigma_w", "gain"))
+        gp.plot_phase_diagram(sigma_w, sigma_b, lam, measured=other)
+    with pytest.raises(ValueError, match="measured"):
+        gp.plot_phase_diagram(sigma_w, sigma_b, lam, measured={"sigma_w": [1.0]})
 
 
 # -- training and agreement ------------------------------------------------------------

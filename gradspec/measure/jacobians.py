@@ -209,6 +209,12 @@ def gradient_profile(
     if readout is None:
         readout = default_readout(cell, h0.shape[0], h0.dtype)
     readout = state_readout(cell, readout, h0.shape[0], h0.dtype)
+    return readout_profile(cell, params, xs, h0, readout, method)
+
+
+def readout_profile(cell, params, xs, h0, readout, method: Method = "auto") -> jax.Array:
+    """:func:`gradient_profile` of checked inputs and a readout already on the whole
+    state, (S,) or (M, S) (the Frobenius norm over the M rows); traceable."""
     if readout.ndim == 1:
         return _gradient_profile(cell, params, xs, h0, readout, method)
     rows = jax.vmap(_gradient_profile, in_axes=(None, None, None, None, 0, None))(

@@ -472,10 +472,15 @@ def lyapunov_spectrum(
     size, steps = h0.shape[0], xs.shape[0]
     k = size if k is None else check_int("k", k, 1, size)
     warmup = check_int("warmup", warmup, 0, steps - 1)
-    key = jr.key(FRAME_SEED) if key is None else key
-    # The first k columns of one (S, S) draw: the top-k frame is the full frame's first
-    # k columns, so top-k exponents equal the full spectrum's leading ones. Drawn in
-    # float32 whatever the dtype, so float32 and float64 runs start from the same frame.
-    z = jr.normal(key, (size, size), jnp.float32)[:, :k].astype(h0.dtype)
-    q0, _ = jnp.linalg.qr(z)
+    q0 = start_frame(key, size, k, h0.dtype)
     return _lyapunov_spectrum(cell, params, xs, h0, q0, warmup, method)
+
+
+def start_frame(key, size: int, k: int, dtype) -> jax.Array:
+    """The orthonormal (S, k) start frame of the Lyapunov sweeps drawn with ``key``
+    (``key(FRAME_SEED)`` when None): the first k columns of one (S, S) draw, so top-k
+    exponents equal the full spectrum's leading ones; drawn in float32 whatever the
+    dtype, so float32 and float64 runs start from the same frame."""
+    key = jr.key(FRAME_SEED) if key is None else key
+    z = jr.normal(key, (size, size), jnp.float32)[:, :k].astype(dtype)
+    return jnp.linalg.qr(z)[0]

@@ -80,17 +80,19 @@ def _driven_rnn(cfg: dict, cell_name: str, nonlinearity: str, init: str, gain: f
 
 
 def compute_gradient_vs_lag(cfg: dict) -> dict:
-    profiles, predicted, regimes, labels = [], [], [], []
+    profiles, predicted, se, regimes, labels = [], [], [], [], []
     for label, cell_name, nl, init, gain in cfg["configs"]:
         cell, params, xs, h0, all_xs = _driven_rnn(cfg, cell_name, nl, init, gain)
         profiles.append(np.asarray(gradient_profile(cell, params, xs, h0)))
         pred = predict(cell, params, cfg["T"], inputs=all_xs)
         predicted.append(pred.lyapunov)
+        se.append(pred.uncertainty)  # s.e. over sampled trajectories
         regimes.append(pred.regime)
         labels.append(label)
     return {
         "log_norms": np.stack(profiles),
         "lambda_max": np.asarray(predicted),
+        "lambda_se": np.asarray(se, np.float64),
         "regimes": np.asarray(regimes),
         "labels": np.asarray(labels),
     }
@@ -125,8 +127,7 @@ def compute_lyapunov_spectrum(cfg: dict) -> dict:
     )  # (G, draws, N)
     predicted = jax.vmap(lambda g: theory.mean_field("tanh", g).lambda_max)
     return {
-        "exponents": exps.mean(1),  # (G, N) mean over draws
-        "top_exponents": exps[:, :, 0],  # (G, draws)
+        "exponents": exps,  # (G, draws, N)
         "lambda_max": np.asarray(predicted(gains), np.float64),
         "gains": np.asarray(cfg["gains"], np.float64),
     }

@@ -71,19 +71,16 @@ def draw_singular_values(data: dict):
     return plot_singular_values(data["singular_values"], gain=float(data["gain"]))
 
 
-def _rate_label(lam: float) -> str:
-    return f"$\\hat\\lambda = {lam:+.3f}$"
-
-
 def draw_gradient_vs_lag(data: dict):
     profiles = [
         {
-            "label": f"{label}  ({_rate_label(float(lam))})",
+            "label": str(label),
             "log_norms": prof,
             "lambda_max": float(lam),
+            "lambda_se": float(se),
         }
-        for label, prof, lam in zip(
-            data["labels"], data["log_norms"], data["lambda_max"]
+        for label, prof, lam, se in zip(
+            data["labels"], data["log_norms"], data["lambda_max"], data["lambda_se"]
         )
     ]
     with style.context():
@@ -111,7 +108,7 @@ def draw_lyapunov_spectrum(data: dict):
     with style.context():
         _, ax = plt.subplots(figsize=style.figsize("one", 0.95))
     fig = plot_lyapunov_spectra(spectra, ax=ax, inset=4)
-    draws = data["top_exponents"].shape[1]
+    draws = data["exponents"].shape[1]
     ax.set_xlabel(rf"index $i$ (mean over {draws} networks per gain)")
     return fig
 

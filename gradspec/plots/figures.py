@@ -81,7 +81,7 @@ __all__ = [
 ]
 
 #: Bumped when a compute function changes what it returns (invalidates caches).
-DATA_VERSION = 2
+DATA_VERSION = 3
 
 
 @dataclasses.dataclass(frozen=True)

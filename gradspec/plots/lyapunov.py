@@ -9,7 +9,9 @@ import numpy as np
 from matplotlib.lines import Line2D
 
 from . import style as _style
-from ._common import _axes, _check_vector
+from ._common import _axes, _finite_mean_se, _rate_text
+
+_TOP = r"\lambda_1"  # the legend's symbol of the top exponent
 
 
 def plot_lyapunov_spectra(
@@ -23,10 +25,18 @@ def plot_lyapunov_spectra(
     network, with the mean-field :math:`\lambda_{max}` as an open diamond at i = 1
     (a measured :math:`\lambda_1` inside its diamond is a prediction that holds).
 
+    A batch of D spectra (networks drawn with different seeds) is drawn as the mean
+    over draws of each exponent, over the finite values only (:math:`-\infty` from a
+    dead unit is left out), and its legend entry gives the top exponent across draws,
+    :math:`\lambda_1 = \bar\lambda_1 \pm \mathrm{se}` with
+    :math:`\mathrm{se} = \mathrm{sd}(\lambda_1) / \sqrt{D}` (one standard error of the
+    mean).
+
     Args:
         spectra: one dict per curve with ``"exponents"`` (k,) descending, natural log
-            per step (:func:`gradspec.lyapunov_spectrum`), and optionally ``"label"``,
-            ``"lambda_max"`` (predicted top exponent) and ``"color"``.
+            per step (:func:`gradspec.lyapunov_spectrum`), or (D, k) for D draws, and
+            optionally ``"label"``, ``"lambda_max"`` (predicted top exponent) and
+            ``"color"``.
         ax: axes to draw into; a new one-column figure if None.
         inset: if > 0, an inset zooms into the top ``inset`` exponents (where
             :math:`\lambda_1` and its prediction sit; the bottom of a spectrum
@@ -34,8 +44,19 @@ def plot_lyapunov_spectra(
         inset_bounds: the inset's (x0, y0, width, height) in axes coordinates.
 
     Returns:
-        The Figure; each curve has gid ``"spectrum:<label>"``, each prediction
-        ``"predicted:<label>"`` (on the main axes).
+        The Figure; each curve has gid ``"spectrum:<label>"`` (y: the mean over draws
+        for a batch), each prediction ``"predicted:<label>"`` (on the main axes).
+
+    Raises:
+        TypeError: ``spectra`` is a single dict.
+        ValueError: ``exponents`` with other than 1 or 2 dimensions.
+
+    Examples:
+        >>> import numpy as np, gradspec.plots as gp
+        >>> draws = np.array([[0.10, -0.5], [0.14, -0.6]])  # 2 networks, 2 exponents
+        >>> fig = gp.plot_lyapunov_spectra([{"label": "g = 2", "exponents": draws}])
+        >>> fig.axes[0].get_legend().get_texts()[0].get_text()
+        'g = 2  ($\\lambda_1 = +0.120 \\pm 0.020$)'
     """
     if isinstance(spectra, Mapping):
         raise TypeError(
@@ -44,14 +65,22 @@ def plot_lyapunov_spectra(
     with _style.context():
         fig, ax = _axes(ax, _style.figsize("one", 0.8))
         axins = ax.inset_axes(list(inset_bounds)) if inset > 0 else None
-        predicted = False
+        predicted = rated = False
         for i, spec in enumerate(spectra):
-            lam = np.asarray(
-                _check_vector("spectra[i]['exponents']", spec["exponents"]),
-                dtype=np.float64,
-            )
-            lam = np.where(np.isfinite(lam), lam, np.nan)
+            lam = np.asarray(spec["exponents"], dtype=np.float64)
             label = str(spec.get("label", f"spectrum {i}"))
+            text = label
+            if lam.ndim == 2:
+                mean, se, _ = _finite_mean_se(lam[:, 0])
+                text += f"  ({_rate_text(float(mean), float(se), _TOP)})"
+                lam = _finite_mean_se(lam)[0]
+                rated = True
+            elif lam.ndim != 1:
+                raise ValueError(
+                    f"`spectra[{i}]['exponents']` must be (k,) or (D, k); got shape "
+                    f"{lam.shape}."
+                )
+            lam = np.where(np.isfinite(lam), lam, np.nan)
             color = spec.get("color") or _style.CYCLE[i % len(_style.CYCLE)]
             index = np.arange(1, lam.size + 1)
             top = spec.get("lambda_max")
@@ -68,7 +97,7 @@ def plot_lyapunov_spectra(
                     marker="o" if target is not ax or lam.size <= 64 else None,
                     markersize=1.8 if target is ax else 2.5,
                     linewidth=0.9,
-                    label=label if target is ax else None,
+                    label=text if target is ax else None,
                 )
                 if has_top:
                     (mk,) = target.plot(
@@ -114,16 +143,17 @@ def plot_lyapunov_spectra(
             for side in ("top", "right"):
                 axins.spines[side].set_visible(True)
             ax.indicate_inset_zoom(axins, edgecolor="0.5")
-            # Legend above the axes: the inset takes the empty lower part.
+            # Legend above the axes: the inset takes the empty lower part. Labels with
+            # a rate +- s.e. are too long for three to a row in one column's width.
             ax.legend(
                 handles,
                 labels,
-                fontsize=6,
+                fontsize=_style.LEGEND_SIZE,
                 loc="lower center",
                 bbox_to_anchor=(0.5, 1.0),
-                ncols=3,
+                ncols=1 if rated else 3,
                 borderaxespad=0.2,
             )
         else:
-            ax.legend(handles, labels, fontsize=6, loc="best")
+            ax.legend(handles, labels, fontsize=_style.LEGEND_SIZE, loc="best")
     return fig

@@ -36,12 +36,19 @@ def plot_phase_diagram(
         lambda_max: shape (W, B), natural log per step, e.g.
             ``mean_field_grid(...).lambda_max`` or
             ``gradspec.sweep.to_grid(records, "lambda_max").values``.
-        critical: the :math:`\chi = 1` line: a dict with ``"sigma_w"`` and
-            ``"sigma_b"`` arrays (e.g. :func:`critical_line` over ``sigma_b``) or a pair
-            ``(sigma_w, sigma_b)``.
-        measured: measured points: a dict of equal-length columns ``"sigma_w"``,
+        critical: the :math:`\chi = 1` line, in one of three forms:
+            an array (B,) of :math:`\sigma_w^*` at each of ``sigma_b``, as
+            ``critical_line(nonlinearity, sigma_b)`` returns; a dict with
+            ``"sigma_w"`` and ``"sigma_b"`` arrays of one length; or a pair
+            ``(sigma_w, sigma_b)`` of such arrays (e.g. ``critical_line`` over a finer
+            ``sigma_b`` than the grid's).
+        measured: measured points, drawn in the same colours with a black edge: a
+            :class:`gradspec.sweep.GridTable` over the axes ``("sigma_w",
+            "sigma_b")`` in either order, as ``gradspec.sweep.to_grid(records,
+            "lambda_max")`` returns (a point per cell that holds a record; NaN cells
+            are skipped), or a dict of equal-length columns ``"sigma_w"``,
             ``"sigma_b"``, ``"lambda_max"`` (e.g. ``gradspec.sweep.table(records,
-            [...])``), drawn in the same colours with a black edge.
+            [...])``).
         ax: axes to draw into; a new one-column figure if None.
         vmax: colour limit (the map spans [-vmax, vmax]); default the largest finite
             positive value (or magnitude, if none is positive); beyond it colours clip.
@@ -53,6 +60,22 @@ def plot_phase_diagram(
     Returns:
         The Figure. Artists: the mesh (gid ``"phase"``), the line (``"critical-line"``),
         the points (``"measured"``), the contours (``"contours"``).
+
+    Raises:
+        TypeError: ``critical`` or ``measured`` of none of the forms above.
+        ValueError: ``lambda_max`` not (W, B); a ``critical`` array not (B,) or its
+            pair of unequal lengths; a ``measured`` grid over other axes, or columns
+            missing or of unequal lengths.
+
+    Examples:
+        >>> import jax.numpy as jnp, gradspec.plots as gp
+        >>> sw, sb = jnp.linspace(0.5, 2.0, 4), jnp.linspace(0.0, 1.0, 3)
+        >>> lam = gp.mean_field_grid("tanh", sw, sb).lambda_max
+        >>> fig = gp.plot_phase_diagram(sw, sb, lam,
+        ...                             critical=gp.critical_line("tanh", sb))
+        >>> line = [l for l in fig.axes[0].lines if l.get_gid() == "critical-line"][0]
+        >>> line.get_ydata().tolist()
+        [0.0, 0.5, 1.0]
     """
     sw = np.asarray(_check_vector("sigma_w", sigma_w), dtype=np.float64)
     sb = np.asarray(_check_vector("sigma_b", sigma_b), dtype=np.float64)
@@ -113,22 +136,17 @@ def plot_phase_diagram(
                     }
                 )
         if critical is not None:
-            if isinstance(critical, Mapping):
-                cw, cb_ = critical["sigma_w"], critical["sigma_b"]
-            else:
-                cw, cb_ = critical
+            cw, cb_ = _critical_line(critical, sb)
             (line,) = ax.plot(
-                np.asarray(cw),
-                np.asarray(cb_),
+                cw,
+                cb_,
                 color="black",
                 linewidth=1.2,
                 label=r"$\chi = 1$ (mean field)",
             )
             line.set_gid("critical-line")
         if measured is not None:
-            mw = np.asarray(measured["sigma_w"], dtype=np.float64)
-            mb = np.asarray(measured["sigma_b"], dtype=np.float64)
-            ml = np.asarray(measured["lambda_max"], dtype=np.float64)
+            mw, mb, ml = _measured_points(measured)
             pts = ax.scatter(
                 mw,
                 mb,
@@ -152,8 +170,8 @@ def plot_phase_diagram(
             leg = ax.legend(
                 loc="lower center",
                 bbox_to_anchor=(0.5, 1.0),
-                ncols=2,
-                fontsize=6,
+                ncols=1,  # two entries side by side at 7 pt overflow the axes
+                fontsize=_style.LEGEND_SIZE,
                 borderaxespad=0.2,
             )
             for handle in leg.legend_handles:
@@ -167,6 +185,99 @@ def plot_phase_diagram(
             cbar.set_label(r"$\lambda_{max}$ per step")
             cbar.ax.tick_params(labelsize=6)
     return fig
+
+
+def _critical_line(critical, sigma_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sigma_w*, sigma_b), float64 (n,) each, from any form ``critical`` may take."""
+    if isinstance(critical, Mapping):
+        if not {"sigma_w", "sigma_b"} <= critical.keys():
+            raise ValueError(
+                "`critical` as a dict needs the keys 'sigma_w' and 'sigma_b'; got "
+                f"{sorted(critical)}."
+            )
+        pair = critical["sigma_w"], critical["sigma_b"]
+    elif (
+        isinstance(critical, (tuple, list))
+        and len(critical) == 2
+        and all(np.ndim(c) == 1 for c in critical)
+    ):
+        pair = tuple(critical)
+    else:
+        try:
+            line = np.asarray(critical, dtype=np.float64)
+        except (TypeError, ValueError):
+            line = None
+        if line is None or line.ndim not in (1, 2):
+            raise TypeError(
+                "`critical` must be an array (B,) of sigma_w* at each `sigma_b` (as "
+                "critical_line(nonlinearity, sigma_b) returns), a dict with "
+                "'sigma_w' and 'sigma_b', or a pair (sigma_w, sigma_b); got "
+                f"{type(critical).__name__}."
+            )
+        if line.ndim == 1 and line.shape != sigma_b.shape:
+            raise ValueError(
+                f"`critical` as an array holds sigma_w* at each `sigma_b`: expected "
+                f"shape {sigma_b.shape}, got {line.shape}; for another sigma_b, pass "
+                "the pair (critical_line(nonlinearity, sigma_b), sigma_b)."
+            )
+        if line.ndim == 2 and line.shape[0] != 2:
+            raise ValueError(
+                f"`critical` as a 2-D array is the pair (sigma_w, sigma_b): expected "
+                f"shape (2, n), got {line.shape}."
+            )
+        pair = (line, sigma_b) if line.ndim == 1 else (line[0], line[1])
+    cw, cb = (np.asarray(c, dtype=np.float64) for c in pair)
+    if cw.shape != cb.shape or cw.ndim != 1:
+        raise ValueError(
+            "`critical`'s sigma_w and sigma_b must be 1-D of one length; got shapes "
+            f"{cw.shape} and {cb.shape}."
+        )
+    return cw, cb
+
+
+def _measured_points(measured) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sigma_w, sigma_b, lambda), float64 (n,) each, from a column dict or a grid
+    (duck-typed as ``gradspec.sweep.GridTable``: ``axes``, ``coords``, ``values``)."""
+    if isinstance(measured, Mapping):
+        keys = ("sigma_w", "sigma_b", "lambda_max")
+        if not set(keys) <= measured.keys():
+            raise ValueError(
+                f"`measured` as a dict needs the columns {list(keys)}; got "
+                f"{sorted(measured)}."
+            )
+        cols = [np.asarray(measured[k], dtype=np.float64).ravel() for k in keys]
+        if len({c.size for c in cols}) != 1:
+            raise ValueError(
+                f"`measured`'s columns {list(keys)} must be of one length; got "
+                f"{[c.size for c in cols]}."
+            )
+        return tuple(cols)
+    if not all(hasattr(measured, a) for a in ("axes", "coords", "values")):
+        raise TypeError(
+            "`measured` must be a grid as gradspec.sweep.to_grid(records, "
+            "'lambda_max') returns, or a dict of columns 'sigma_w', 'sigma_b', "
+            f"'lambda_max'; got {type(measured).__name__}."
+        )
+    axes = tuple(measured.axes)
+    if sorted(axes) != ["sigma_b", "sigma_w"]:
+        raise ValueError(
+            "`measured` must be a grid over the axes ('sigma_w', 'sigma_b'); got "
+            f"{axes}: to_grid(records, 'lambda_max', axes=('sigma_w', 'sigma_b'))."
+        )
+    values = np.asarray(measured.values, dtype=np.float64)
+    if values.ndim != 2:
+        raise ValueError(
+            f"`measured` must hold one value per cell, shape (n_0, n_1); got "
+            f"{values.shape}."
+        )
+    grid = np.meshgrid(*measured.coords, indexing="ij")
+    by_axis = dict(zip(axes, grid))
+    has = ~np.isnan(values)  # NaN: no record there; -inf (sigma_w = 0) is a value
+    return (
+        np.asarray(by_axis["sigma_w"], dtype=np.float64)[has],
+        np.asarray(by_axis["sigma_b"], dtype=np.float64)[has],
+        values[has],
+    )
 
 
 def _step(x: np.ndarray) -> float:

@@ -31,6 +31,7 @@ from cycler import cycler
 
 __all__ = [
     "CYCLE",
+    "LEGEND_SIZE",
     "OKABE_ITO",
     "ONE_COLUMN",
     "OUTCOME_COLORS",
@@ -89,6 +90,10 @@ OUTCOME_COLORS: dict[str, str] = {
 ONE_COLUMN = 3.25
 TWO_COLUMN = 6.75
 
+#: Legend text size in points: every legend of :mod:`gradspec.plots` uses it (7 pt, the
+#: smallest text a journal figure should carry after scaling to the column width).
+LEGEND_SIZE = 7
+
 #: The rc settings :func:`context` applies.
 RC: dict[str, object] = {
     # Layout: constrained layout keeps labels and colour bars inside the figure
@@ -106,8 +111,8 @@ RC: dict[str, object] = {
     "axes.labelsize": 8,
     "xtick.labelsize": 7,
     "ytick.labelsize": 7,
-    "legend.fontsize": 7,
-    "legend.title_fontsize": 7,
+    "legend.fontsize": LEGEND_SIZE,
+    "legend.title_fontsize": LEGEND_SIZE,
     "figure.titlesize": 9,
     # Mathtext in the same sans-serif face as the text.
     "mathtext.fontset": "dejavusans",

@@ -161,9 +161,15 @@ def plot_training_curves(
             )
             labels.append("last finite step (top edge: off the scale)")
         if ax is None:
-            fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=6)
+            fig.legend(
+                handles,
+                labels,
+                loc="outside lower center",
+                ncols=2,  # three columns of run labels at 7 pt overflow the width
+                fontsize=_style.LEGEND_SIZE,
+            )
         else:
-            axes[0].legend(handles, labels, fontsize=6)
+            axes[0].legend(handles, labels, fontsize=_style.LEGEND_SIZE)
     return fig
 
 

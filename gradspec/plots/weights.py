@@ -41,7 +41,7 @@ def plot_eigenvalues(
     eig = np.asarray(getattr(spectrum, "eigenvalues", spectrum))
     eig = _check_vector("spectrum", eig).astype(np.complex128)
     with _style.context():
-        fig, ax = _axes(ax, _style.figsize("one", 0.62))
+        fig, ax = _axes(ax, _style.figsize("one", 0.58))
         color = color or _style.CYCLE[0]
         if gain is not None:
             disk = mpatches.Circle(
@@ -99,8 +99,10 @@ def plot_eigenvalues(
         ax.legend(
             loc="upper left",
             bbox_to_anchor=(1.0, 1.0),
-            fontsize=6,
-            handlelength=1.0,
+            fontsize=_style.LEGEND_SIZE,
+            handlelength=0.8,
+            handletextpad=0.4,
+            borderaxespad=0.2,
             markerscale=2,
         )
     return fig
@@ -172,5 +174,6 @@ def plot_singular_values(
         ax.set_ylim(0, 1.5 * max(float(np.max(heights)), 2 / (math.pi * gain)))
         ax.set_xlabel(r"singular value $\sigma$")
         ax.set_ylabel("density")
-        ax.legend(loc="upper left", fontsize=6, ncols=2)
+        # One column: a second one at 7 pt would reach the edge line at 2g.
+        ax.legend(loc="upper left", fontsize=_style.LEGEND_SIZE)
     return fig

@@ -14,18 +14,20 @@ from jax import lax
 from .._precision import full_precision
 from ..cells import LSTM, RNN
 from ..measure._inputs import check_trajectory_inputs
-from ..measure.jacobians import _states, gradient_profile, profile_rate, state_readout
-from ..measure.spectra import _frame_sweeps, lyapunov_spectrum, weight_spectrum
+from ..measure.jacobians import _states, state_readout
+from ..measure.spectra import _frame_sweeps, weight_spectrum
+from ..measure.summary import measurement
 from ._regime import CRITICAL_FACTOR, Diagnosis, _mean_se, classify, regime_threshold
 
 def diagnose(cell, params, xs, h0=None, *, readout=None,
              factor: float = CRITICAL_FACTOR) -> Diagnosis:
     r"""Measure the regime along an input sequence ``xs`` (T, D), or a batch (B, T, D).
 
-    Uses :func:`gradspec.lyapunov_spectrum` (top exponent, warm-up T//10),
-    :func:`gradspec.gradient_profile` and :func:`gradspec.profile_rate`; the regime
-    threshold is ln(F)/T with F = ``factor`` (module doc). A batch reports the mean
-    over its sequences and the standard error.
+    The words around :func:`gradspec.measurement` (top exponent with warm-up T//10,
+    gradient profile and its rate; all sequences from the same start ``h0``, the
+    default :func:`gradspec.start_state` when None); the regime threshold is ln(F)/T
+    with F = ``factor`` (module doc). A batch reports the mean over its sequences and
+    the standard error.
 
     With ``readout`` (the model's own readout: a vector or an (M, N_out) matrix such
     as a trained linear layer's weight, see :func:`gradspec.gradient_profile`) the
@@ -48,19 +50,13 @@ def diagnose(cell, params, xs, h0=None, *, readout=None,
     cell, _, h0 = check_trajectory_inputs(cell, params, seqs[0], h0)
     seqs = jnp.asarray(seqs, h0.dtype)
     T = seqs.shape[1]
-
-    def profiles(r):
-        return jax.vmap(lambda x: gradient_profile(cell, params, x, h0, readout=r))(seqs)
-
-    lam = jax.vmap(lambda x: lyapunov_spectrum(cell, params, x, h0, k=1, warmup=T // 10,
-                                               key=jr.key(0)))(seqs)
-    lam, prof = np.asarray(lam[:, 0], np.float64), profiles(None)
-    rates = np.asarray(jax.vmap(profile_rate)(prof))
+    m = measurement(cell, params, seqs, h0, readout=readout, warmup=T // 10)
+    lam, prof = np.asarray(m.lyapunov, np.float64), m.profile
+    rates = np.asarray(m.profile_rate)
     loss_rate = loss_se = None
     rate = _mean_se(lam)
     if readout is not None:
-        loss_prof = profiles(readout)
-        loss_rate, loss_se = _mean_se(np.asarray(jax.vmap(profile_rate)(loss_prof), np.float64))
+        loss_rate, loss_se = _mean_se(np.asarray(m.loss_rate, np.float64))
         rate = (loss_rate, loss_se)
         lam_se = _mean_se(lam)[1] or 0.0
         if abs(float(np.mean(lam)) - loss_rate) > 2 * (lam_se + (loss_se or 0.0)) + 1e-3:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Optional
 
@@ -13,11 +12,10 @@ import numpy as np
 
 from .. import theory
 from .._checks import check_int
-from .._precision import full_precision
 from ..cells import GRU, LSTM, RNN, as_cell, check_params
 from ..measure._inputs import check_trajectory_inputs, start_state
-from ..measure.jacobians import _states, gradient_profile, profile_rate
-from ..measure.spectra import _frame_sweeps, weight_spectrum
+from ..measure.spectra import weight_spectrum
+from ..measure.summary import measurement
 from ._regime import CRITICAL_FACTOR, Prediction, _plain, _timescale, classify, regime_threshold
 
 #: Trajectories sampled by :func:`predict`, their length and the steps discarded first.
@@ -47,47 +45,25 @@ def _iid_scale(W: np.ndarray, spectrum) -> Optional[float]:
     return sigma_w if ok else None
 
 
-@functools.partial(jax.jit, static_argnames=("cell", "warmup"))
-@full_precision
-def _sampled_top_exponent(cell, params, xs, h0, q0, warmup):
-    """Top exponent along one trajectory, averaged over the steps before the state
-    (or the frame) first stops being finite: an unbounded ReLU/linear orbit overflows
-    but its growth rate up to then is the answer."""
-    hs, prev = _states(cell, params, xs, h0)
-    forward, _ = _frame_sweeps(cell, params, xs, prev, "auto")
-    _, logd = forward(q0)
-    finite = jnp.isfinite(hs).all(1) & jnp.isfinite(logd[:, 0])
-    ok = jnp.cumprod(finite.astype(jnp.int32)).astype(bool)
-    # Discard the warm-up, but never more than a quarter of the finite steps.
-    counted = ok & (jnp.arange(xs.shape[0]) >= jnp.minimum(warmup, ok.sum() // 4))
-    n = counted.sum()
-    lam = jnp.where(counted, logd[:, 0], 0.0).sum() / jnp.maximum(n, 1).astype(logd.dtype)
-    return lam, n, ok.all()
-
-
-def sampled_exponent(cell, params, xs, key) -> tuple[float, float, np.ndarray]:
+def sampled_exponent(cell, params, xs, key, readout=None):
     """The network's own top exponent: mean and standard error over trajectories.
 
     One trajectory per input sequence of ``xs`` (B, L, D), each from its own start by
     the default start rule (:func:`gradspec.start_state` with a key drawn from ``key``)
-    with a random start direction, the first min(128, L/4) steps discarded.
-    Returns ``(mean, standard error, finite)``, ``finite`` (B,) bool: whether each
-    trajectory stayed finite (an overflowing one counts up to its overflow).
+    with a random start frame, the first min(128, L/4) steps discarded
+    (:func:`gradspec.measurement`). Returns ``(mean, standard error, finite,
+    measurement)``, ``finite`` (B,) bool: whether each trajectory stayed finite (an
+    overflowing one counts up to its overflow).
     """
-    samples, size = xs.shape[0], cell.state_size(cell.hidden_size(params))
     k_h, k_q = jr.split(key)
-    h0 = start_state(cell, params, xs.shape[2], xs.dtype, key=jr.split(k_h, samples))
-    q0 = jr.normal(k_q, (samples, size, 1), xs.dtype)
-    q0 = q0 / jnp.linalg.norm(q0, axis=1, keepdims=True)
-    warmup = min(SAMPLE_WARMUP, xs.shape[1] // 4)
-    lam, counted, finite = jax.vmap(_sampled_top_exponent, in_axes=(None, None, 0, 0, 0, None))(
-        cell, params, xs, h0, q0, warmup
-    )
-    lam, counted = np.asarray(lam, np.float64), np.asarray(counted)
+    h0 = start_state(cell, params, xs.shape[2], xs.dtype, key=jr.split(k_h, xs.shape[0]))
+    m = measurement(cell, params, xs, h0, readout=readout,
+                    warmup=min(SAMPLE_WARMUP, xs.shape[1] // 4), key=k_q)
+    lam, counted = np.asarray(m.lyapunov, np.float64), np.asarray(m.steps)
     valid = counted > 0
     measured = float(lam[valid].mean()) if valid.any() else math.nan
     spread = float(lam[valid].std(ddof=1) / math.sqrt(valid.sum())) if valid.sum() > 1 else math.inf
-    return measured, spread, np.asarray(finite)
+    return measured, spread, np.asarray(m.finite), m
 
 
 def predict(cell, params, T: int, key=None, inputs=None, *, samples: int = SAMPLES,
@@ -159,7 +135,7 @@ def predict(cell, params, T: int, key=None, inputs=None, *, samples: int = SAMPL
     xs = _sample_inputs(cell, params, inputs, samples, dtype)
     check_trajectory_inputs(cell, params, xs[0], None)  # shape checks on one sample
     warmup = min(SAMPLE_WARMUP, xs.shape[1] // 4)
-    measured, spread, finite = sampled_exponent(cell, params, xs, key)
+    measured, spread, finite, m = sampled_exponent(cell, params, xs, key, readout)
 
     if inputs is None:
         reasons, mf = ["undriven: zero input (pass inputs= for the network's own drive)"], None
@@ -235,7 +211,7 @@ def predict(cell, params, T: int, key=None, inputs=None, *, samples: int = SAMPL
     reasons.append(f"sampled trajectories: lambda_max = {measured:+.4f} +- {spread:.4f}")
     rate, rate_se, loss_rate, loss_se = lyapunov, spread, None, None
     if readout is not None:
-        loss_rate, loss_se = _sampled_loss_rate(cell, params, xs, key, readout)
+        loss_rate, loss_se = _mean_se_finite(np.asarray(m.loss_rate, np.float64))
         rate, rate_se = loss_rate, loss_se
         reasons.append(f"with the readout: the loss sees {loss_rate:+.4f} +- {loss_se:.4f} per "
                        f"step (lambda_max, the worst direction, is {lyapunov:+.4f}); the "
@@ -265,15 +241,9 @@ def predict(cell, params, T: int, key=None, inputs=None, *, samples: int = SAMPL
     )
 
 
-def _sampled_loss_rate(cell, params, xs, key, readout) -> tuple[float, float]:
-    """Mean and standard error of the readout's profile slope over the sampled
-    trajectories (from the same random states as :func:`sampled_exponent`), fitted
-    over every lag as :func:`gradspec.diagnose` fits it."""
-    h0 = start_state(cell, params, xs.shape[2], xs.dtype,
-                     key=jr.split(jr.split(key)[0], xs.shape[0]))
-    profiles = jax.vmap(lambda x, h: gradient_profile(cell, params, x, h, readout=readout))(
-        xs, h0)
-    rates = np.asarray(jax.vmap(profile_rate)(profiles), np.float64)
+def _mean_se_finite(rates: np.ndarray) -> tuple[float, float]:
+    """Mean and standard error of the finite rates (the loss's profile slopes, fitted
+    over every lag as :func:`gradspec.diagnose` fits them)."""
     rates = rates[np.isfinite(rates)]
     if len(rates) < 2:
         return (float(rates.mean()) if len(rates) else math.nan), math.inf
