@@ -23,8 +23,9 @@ from ._common import _check_vector, _field
 #: Rows of the agreement matrix: the regime vocabulary of :mod:`gradspec.theory`.
 REGIME_ORDER = ("vanishing", "critical", "exploding")
 #: Columns of the agreement matrix, ordered so that the diagonal is what each regime
-#: predicts: vanishing -> stalled, critical -> solved, exploding -> diverged.
-OUTCOME_ORDER = ("stalled", "solved", "diverged")
+#: predicts: vanishing -> stalled, critical -> solved, exploding -> diverged; a run
+#: still improving when its budget ran out sits between stalled and solved.
+OUTCOME_ORDER = ("stalled", "improving", "solved", "diverged")
 
 
 @functools.partial(jax.jit, static_argnames="ord")

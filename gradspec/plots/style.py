@@ -82,6 +82,7 @@ REGIME_COLORS: dict[str, str] = {
 #: training, a divergence what exploding ones do.
 OUTCOME_COLORS: dict[str, str] = {
     "stalled": OKABE_ITO["blue"],
+    "improving": OKABE_ITO["sky_blue"],
     "solved": OKABE_ITO["bluish_green"],
     "diverged": OKABE_ITO["vermillion"],
 }

@@ -72,6 +72,15 @@ def _normalise_options(name: str, options) -> tuple:
     return tuple(sorted(items))
 
 
+def _normalise_gates(gates) -> tuple:
+    """``{gate: {name: value}}`` (or its normalised form) as a sorted, hashable tuple."""
+    try:
+        items = dict(gates or ()).items()
+    except (TypeError, ValueError):
+        raise TypeError(f"`gates` must be a dict by gate name; got {type(gates).__name__}.") from None
+    return tuple(sorted((g, _normalise_options(f"gates[{g!r}]", v)) for g, v in items))
+
+
 def _check_number(name: str, value, *, positive: bool) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
         raise TypeError(f"`{name}` must be a number; got {type(value).__name__}.")
@@ -101,9 +110,16 @@ class TrainConfig:
     (:meth:`to_dict` / :meth:`from_dict`).
 
     Attributes:
-        cell: ``"rnn"``, ``"lstm"`` or ``"gru"``.
+        cell: ``"rnn"``, ``"lstm"`` or ``"gru"``, or any :class:`gradspec.cells.Cell`
+            instance: a built-in cell, a :class:`~gradspec.cells.Stack`, a
+            :class:`~gradspec.cells.StepCell` or a converted Flax/Equinox/torch model
+            (``from_flax(...)[0]``). A cell without ``init`` (a StepCell) trains from
+            the params given to :func:`gradspec.train` (``params=``); ``hidden`` must
+            then be its ``hidden_size``. :meth:`to_dict` records an instance by its
+            ``repr`` (it cannot be rebuilt from the dict).
         nonlinearity: the RNN's f: ``"tanh"``, ``"relu"``, ``"sigmoid"``, ``"linear"``.
-            LSTM/GRU have fixed gates and require the default ``"tanh"``.
+            LSTM/GRU have fixed gates and require the default ``"tanh"``; for a cell
+            instance it is read off the cell (an RNN's own; ``"tanh"`` otherwise).
         hidden: hidden units N >= 1.
         init: recurrent initializer, one of :data:`INITS`; for gated cells it draws each
             gate's (N, N) block of ``weight_hh``.
@@ -113,6 +129,12 @@ class TrainConfig:
             require ``gain=1.0``; ``critical`` is ``gradspec.init.critical(nonlinearity,
             sigma_b=0, sigma_x=...)`` with the task's input-drive std as ``sigma_x``
             (vanilla RNN; 0 for gated cells).
+        gates: per-gate Gaussian init of a gated cell, ``{gate: {"sigma", "mu", "rho",
+            "nu"}}`` as :meth:`gradspec.cells.LSTM.init` takes it (e.g. the output of
+            :func:`gradspec.theory.gated_critical`); empty: the cell's default init.
+        forget_bias: added to an LSTM's forget-gate bias after the init (Gers et al.
+            2000; Jozefowicz et al. 2015: 1.0 is the usual remedy; the knob
+            :func:`gradspec.make_critical` searches).
         task: ``"adding"`` or ``"copy"`` (see :mod:`gradspec.tasks`).
         T: the task's T (adding: sequence length; copy: delay, length T + 2m).
         task_options: keyword options of the task, e.g.
@@ -143,11 +165,13 @@ class TrainConfig:
         (0, 1, 5, 10, 20)
     """
 
-    cell: str = "rnn"
+    cell: Any = "rnn"
     nonlinearity: str = "tanh"
     hidden: int = 64
     init: str = "orthogonal"
     gain: float = 1.0
+    gates: Any = ()
+    forget_bias: float = 0.0
     task: str = "adding"
     T: int = 50
     task_options: Any = ()
@@ -166,9 +190,19 @@ class TrainConfig:
 
     def __post_init__(self):
         set_ = functools.partial(object.__setattr__, self)
-        check_choice("cell", self.cell, CELLS)
+        if isinstance(self.cell, _cells.Cell):
+            if self.nonlinearity != "tanh":
+                raise ValueError(
+                    "`nonlinearity` is the cell's own for a Cell instance; leave it at "
+                    f"its default; got nonlinearity={self.nonlinearity!r}.")
+            set_("nonlinearity", getattr(self.cell, "nonlinearity", "tanh"))
+        elif isinstance(self.cell, str):
+            check_choice("cell", self.cell, CELLS)
+        else:
+            raise TypeError("`cell` must be 'rnn', 'lstm', 'gru' or a gradspec.cells.Cell "
+                            f"instance; got {type(self.cell).__name__}.")
         check_choice("nonlinearity", self.nonlinearity, sorted(_cells.NONLINEARITIES))
-        if self.cell != "rnn" and self.nonlinearity != "tanh":
+        if self.cell in ("lstm", "gru") and self.nonlinearity != "tanh":
             raise ValueError(
                 "`nonlinearity` applies to cell='rnn' only (LSTM/GRU gates are "
                 f"fixed); got nonlinearity={self.nonlinearity!r} with "
@@ -182,6 +216,17 @@ class TrainConfig:
                 f"`gain` must stay 1.0 with init={self.init!r} (it picks its own "
                 f"scale); got {self.gain}."
             )
+        set_("gates", _normalise_gates(self.gates))
+        if self.gates and not isinstance(self.make_cell(), (_cells.LSTM, _cells.GRU)):
+            raise ValueError(f"`gates` applies to LSTM and GRU cells; got cell={self.cell!r}.")
+        if any("sigma" in dict(v) for _, v in self.gates) and self.init != "default":
+            raise ValueError("`gates` with a 'sigma' draws weight_hh itself: it needs "
+                             f"init='default'; got init={self.init!r}.")
+        set_("forget_bias", float(self.forget_bias))
+        if not math.isfinite(self.forget_bias) or (
+                self.forget_bias and not isinstance(self.make_cell(), _cells.LSTM)):
+            raise ValueError("`forget_bias` must be finite, and nonzero only for an LSTM; "
+                             f"got {self.forget_bias} with cell={self.cell!r}.")
         set_("task_options", _normalise_options("task_options", self.task_options))
         spec = _tasks.describe(self.task, self.T, **dict(self.task_options))
         set_("T", int(self.T))
@@ -233,6 +278,8 @@ class TrainConfig:
 
     def make_cell(self) -> _cells.Cell:
         """The :class:`gradspec.cells.Cell` this config trains."""
+        if isinstance(self.cell, _cells.Cell):
+            return self.cell
         if self.cell == "rnn":
             return _cells.RNN(self.nonlinearity)
         return CELLS[self.cell]()
@@ -240,6 +287,8 @@ class TrainConfig:
     def to_dict(self) -> dict:
         """Plain JSON-able dict; ``TrainConfig.from_dict(c.to_dict()) == c``."""
         d = dataclasses.asdict(self)
+        d["cell"] = self.cell if isinstance(self.cell, str) else repr(self.cell)
+        d["gates"] = {g: dict(v) for g, v in self.gates}
         d["task_options"] = dict(self.task_options)
         d["optimizer_options"] = dict(self.optimizer_options)
         d["lags"] = list(self.lags)

@@ -35,6 +35,7 @@ from jax import lax
 
 from .. import init as _init
 from .._checks import check_int
+from .. import cells as _cells
 from ..cells import _default_dtype
 from . import tasks as _tasks
 from .config import _MAX_SEED, TrainConfig, _check_ints, _make_optimizer
@@ -70,7 +71,7 @@ def _sigma_x(config: TrainConfig) -> float:
     averaged over the task's steps that is ``input_power / D``. The bias starts at 0
     (``sigma_b = 0``). Gated cells get 0: their critical gain is the vanilla-RNN one,
     applied per gate block."""
-    if config.cell != "rnn":
+    if not isinstance(config.make_cell(), _cells.RNN):
         return 0.0
     spec = config.spec
     return math.sqrt(spec.input_power / spec.inputs)
@@ -91,23 +92,32 @@ def _resolve(config: TrainConfig) -> tuple[TrainConfig, TrainConfig]:
         )
     common = dataclasses.replace(config, seed=0, steps=1, solved_below=0.1, dtype=dtype)
     for_init = dataclasses.replace(common, batch=1, tbptt=0, lags=(0,))
-    for_step = dataclasses.replace(common, init="default", gain=1.0)
+    for_step = dataclasses.replace(common, init="default", gain=1.0, gates=(), forget_bias=0.0)
     return for_init, for_step
 
 
 # -- the model ------------------------------------------------------------------------
 
 
-def _init_params(config: TrainConfig, key) -> dict:
+def _init_params(config: TrainConfig, key, given=None) -> dict:
+    """The starting params: ``given`` ones where passed (``{"cell"}`` or ``{"cell",
+    "readout"}``), the config's init for the rest."""
     cell, spec, dtype = config.make_cell(), config.spec, jnp.dtype(config.dtype)
     k_cell, k_out = jr.split(key)
-    cell_params = cell.init(
-        k_cell,
-        config.hidden,
-        spec.inputs,
-        recurrent_init=_recurrent_init(config),
-        dtype=dtype,
-    )
+    given = {} if given is None else given
+    if "cell" in given:
+        cell_params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), given["cell"])
+    else:
+        gates = {"gates": {g: dict(v) for g, v in config.gates}} if config.gates else {}
+        cell_params = cell.init(k_cell, config.hidden, spec.inputs,
+                                recurrent_init=_recurrent_init(config), dtype=dtype, **gates)
+        if config.forget_bias:
+            n = config.hidden
+            cell_params = dict(cell_params, bias_hh=cell_params["bias_hh"].at[n:2 * n].add(
+                config.forget_bias))
+    if "readout" in given:
+        return {"cell": cell_params, "readout": jax.tree_util.tree_map(
+            lambda a: jnp.asarray(a, dtype), dict(given["readout"]))}
     n_out = cell.output_size(cell.state_size(config.hidden))
     return {
         "cell": cell_params,
@@ -117,6 +127,39 @@ def _init_params(config: TrainConfig, key) -> dict:
             "b": jnp.zeros((spec.outputs,), dtype),
         },
     }
+
+
+def _check_given(config: TrainConfig, params) -> dict | None:
+    """``params`` of :func:`train` as ``{"cell"[, "readout"]}``, checked against the
+    config's cell, sizes and task; None when not given."""
+    cell = config.make_cell()
+    if params is None:
+        if type(cell).init is _cells.Cell.init:
+            raise ValueError(f"{type(cell).__name__} has no init: pass its params to "
+                             "train(config, params=...).")
+        return None
+    if not isinstance(params, dict) or "cell" not in params:
+        params = {"cell": params}  # the cell's own params alone
+    unknown = sorted(set(params) - {"cell", "readout"})
+    if unknown:
+        raise ValueError(f"`params` must hold 'cell' (and optionally 'readout'); got keys "
+                         f"{unknown} too.")
+    _cells.check_params(cell, params["cell"])
+    hidden, spec = cell.hidden_size(params["cell"]), config.spec
+    if hidden != config.hidden:
+        raise ValueError(f"`params['cell']` has {hidden} hidden units; the config says "
+                         f"hidden={config.hidden}: make them equal.")
+    inputs = cell.input_size(params["cell"])
+    if inputs is not None and inputs != spec.inputs:
+        raise ValueError(f"`params['cell']` reads {inputs} inputs; the task "
+                         f"{config.task!r} gives {spec.inputs}.")
+    if "readout" in params:
+        n_out = cell.output_size(cell.state_size(hidden))
+        shapes = {k: np.shape(v) for k, v in dict(params["readout"]).items()}
+        if shapes != {"W": (spec.outputs, n_out), "b": (spec.outputs,)}:
+            raise ValueError(f"`params['readout']` must be {{'W': {(spec.outputs, n_out)}, "
+                             f"'b': {(spec.outputs,)}}}; got shapes {shapes}.")
+    return params
 
 
 def _readout(config: TrainConfig, params, hs):
@@ -301,10 +344,10 @@ def _train_step(config: TrainConfig, optimizer, carry, step):
 
 
 @functools.partial(jax.jit, static_argnames=("config", "vmapped"))
-def _init_carry(config, seeds, vmapped):
+def _init_carry(config, seeds, vmapped, given):
     def one(seed):
         k_params, k_data = _keys(seed)
-        params = _init_params(config, k_params)
+        params = _init_params(config, k_params, given)
         with _optax_promotion():
             opt_state = _make_optimizer(config).init(params)
         return params, opt_state, jnp.asarray(True), k_data
@@ -339,6 +382,7 @@ def _progress_bar(progress: bool, total: int):
 def train(
     config: TrainConfig,
     *,
+    params=None,
     seeds: Sequence[int] | None = None,
     progress: bool = True,
     chunk_size: int | None = None,
@@ -378,10 +422,17 @@ def train(
     - ``"solved"``: no divergence and final loss (mean over the last
       ceil(steps/10) steps) < ``config.solved_below`` x baseline (default 0.1: adding
       MSE < 1/60; copy cross-entropy < 0.1 m ln A / (T + 2m)).
+    - ``"improving"``: not solved, but still learning at the end: the mean loss of
+      the last tenth of the steps is at least 5% below that of the tenth before
+      (``result.IMPROVING_DROP``); a longer run may solve it.
     - ``"stalled"``: anything else, including exploded-but-finite losses.
 
     Args:
         config: a :class:`TrainConfig`.
+        params: the params to start from instead of the config's init: ``{"cell":
+            ..., "readout": {"W", "b"}}`` as :func:`init_params` returns, or the cell's
+            params alone (``{"cell": ...}`` or the bare dict), when the readout is drawn
+            as usual. Every seed starts from them (the seeds' data streams differ).
         seeds: ``None`` trains ``config.seed``; a sequence of seeds trains them all at
             once with ``jax.vmap`` (each its own params and data stream) and gives every
             array a leading seed axis. Seed s gives the same run as
@@ -406,6 +457,7 @@ def train(
         ((2, 20), (2, 20, 5), 2)
     """
     for_init, for_step = _resolve(config)
+    given = _check_given(config, params)
     if seeds is None:
         seed_array, vmapped = jnp.asarray(config.seed, jnp.uint32), False
     else:
@@ -418,7 +470,7 @@ def train(
         )
     chunk_size = check_int("chunk_size", chunk_size, 1)
 
-    carry = _init_carry(for_init, seed_array, vmapped)
+    carry = _init_carry(for_init, seed_array, vmapped, given)
     records, start = [], 0
     while start < config.steps:  # a loop over chunks of steps, not over time
         length = min(chunk_size, config.steps - start)
@@ -457,11 +509,14 @@ def train(
     )
 
 
-def init_params(config: TrainConfig, *, seed: int | None = None) -> dict:
+def init_params(config: TrainConfig, *, seed: int | None = None, params=None) -> dict:
     """The params a run of ``config`` starts from: ``{"cell", "readout": {"W", "b"}}``.
 
     ``W`` is (K, N_out) with K the task's outputs and N_out the cell's visible output
-    size (N), ``b`` is (K,). ``seed`` defaults to ``config.seed``.
+    size (N), ``b`` is (K,). ``seed`` defaults to ``config.seed``. ``params``: the
+    given starting params of :func:`train` (completed with a drawn readout when they
+    hold the cell's alone), so ``init_params(config, params=p)`` is where
+    ``train(config, params=p)`` starts.
 
     Examples:
         >>> from gradspec.training import TrainConfig, init_params
@@ -470,8 +525,9 @@ def init_params(config: TrainConfig, *, seed: int | None = None) -> dict:
         ((8, 8), (1, 8))
     """
     for_init, _ = _resolve(config)
+    given = _check_given(config, params)
     seed = config.seed if seed is None else check_int("seed", seed, 0, _MAX_SEED)
-    return _init_carry(for_init, jnp.asarray(seed, jnp.uint32), False)[0]
+    return _init_carry(for_init, jnp.asarray(seed, jnp.uint32), False, given)[0]
 
 
 def task_batch(

@@ -14,8 +14,12 @@ import numpy as np
 from .._json import decode_value, nonfinite_to_str
 from .config import TrainConfig
 
-Outcome = Literal["solved", "stalled", "diverged"]
-OUTCOMES = ("solved", "stalled", "diverged")
+Outcome = Literal["solved", "improving", "stalled", "diverged"]
+OUTCOMES = ("solved", "improving", "stalled", "diverged")
+#: "improving": not solved, but the mean loss of the last tenth of the steps is at least
+#: this fraction below that of the tenth before it (the budget, not the gradients,
+#: decided the outcome so far).
+IMPROVING_DROP = 0.05
 
 _ARRAY_FIELDS = (
     "loss",
@@ -67,7 +71,7 @@ class TrainResult:
     config: TrainConfig  # the run's config (``seed`` is the seed of a single run)
     lags: tuple  # the lags k of ``log_grad_lags``' last axis
     baseline: float  # the task's chance-level loss
-    outcome: Any  # "solved" | "stalled" | "diverged", a tuple of them per seed
+    outcome: Any  # "solved" | "improving" | "stalled" | "diverged", a tuple per seed
     seeds: tuple | None  # the seeds of the leading axis, or None for a single run
 
     def to_dict(self) -> dict:
@@ -123,4 +127,8 @@ def _outcome(
     final = float(np.mean(loss[-tail:]))
     if not finite.all():
         return final, int(np.argmin(finite)), "diverged"
-    return final, -1, "solved" if final < solved_below * baseline else "stalled"
+    if final < solved_below * baseline:
+        return final, -1, "solved"
+    before = loss[-2 * tail:-tail]
+    improving = before.size > 0 and final < (1 - IMPROVING_DROP) * float(np.mean(before))
+    return final, -1, "improving" if improving else "stalled"

@@ -50,10 +50,13 @@ PREDICT_INPUTS = 8
 DEFAULT_INIT_NAMES = {"rnn": "gaussian(1)", "lstm": "torch-uniform", "gru": "torch-uniform"}
 
 
-def _label(c: TrainConfig) -> str:
-    cell = f"rnn/{c.nonlinearity}" if c.cell == "rnn" else c.cell
-    if c.init == "default":
-        init = DEFAULT_INIT_NAMES[c.cell]
+def _label(c: TrainConfig, given: bool = False) -> str:
+    cell = f"rnn/{c.nonlinearity}" if c.cell == "rnn" else (
+        c.cell if isinstance(c.cell, str) else repr(c.cell))
+    if given:
+        init = "given params"
+    elif c.init == "default":
+        init = DEFAULT_INIT_NAMES.get(c.cell, "the cell's own init")
     else:
         init = "critical" if c.init == "critical" else f"{c.init}({c.gain:g})"
     options = dict(c.task_options)
@@ -99,7 +102,9 @@ def _outcome_why(config: TrainConfig, result, before) -> str:
     """Where training took the network: its own exponent at the end of the run."""
     params = result.params["cell"]
     inputs = task_batch(dataclasses.replace(config, batch=PREDICT_INPUTS)).inputs
-    after = predict(config.make_cell(), params, inputs.shape[1], inputs=inputs)
+    cell = config.make_cell()
+    after = predict(cell, params, inputs.shape[1], inputs=inputs,
+                    h0=jnp.zeros(cell.state_size(config.hidden), inputs.dtype))
     if after.regime != before.regime:
         return (f"training moved the network from {before.regime} ({before.lyapunov:+.4f}) "
                 f"to {after.regime} ({after.lyapunov:+.4f}) per step")
@@ -108,11 +113,13 @@ def _outcome_why(config: TrainConfig, result, before) -> str:
             f"(the task's length is {config.spec.length})")
 
 
-def _one(config: TrainConfig, *, progress: bool) -> dict:
-    params = init_params(config)
+def _one(config: TrainConfig, given, *, progress: bool) -> dict:
+    params = init_params(config, params=given)
     inputs = task_batch(dataclasses.replace(config, batch=PREDICT_INPUTS)).inputs
-    pred = predict(config.make_cell(), params["cell"], inputs.shape[1], inputs=inputs)
-    result = train(config, progress=progress)
+    cell = config.make_cell()
+    start = jnp.zeros(cell.state_size(config.hidden), inputs.dtype)  # where training starts
+    pred = predict(cell, params["cell"], inputs.shape[1], inputs=inputs, h0=start)
+    result = train(config, params=params, progress=progress)
     # The slope of the transported gradient the run observed at step 0, over its lags.
     log_g0 = result.log_transported[0]
     rate = float(profile_rate(log_g0, jnp.asarray(result.lags)))
@@ -124,7 +131,7 @@ def _one(config: TrainConfig, *, progress: bool) -> dict:
                          rate_why=_rate_why(pred, rate, inputs.shape[1]),
                          outcome_why=_outcome_why(config, result, pred))
     return {
-        "config": _label(config),
+        "config": _label(config, given is not None),
         "predicted_regime": pred.regime,
         "predicted_lambda": pred.lyapunov,
         "network_lambda": pred.measured_lyapunov,
@@ -141,11 +148,13 @@ def _one(config: TrainConfig, *, progress: bool) -> dict:
     }
 
 
-def verify(grid: Iterable[TrainConfig], *, progress: bool = False) -> list[dict]:
+def verify(grid: Iterable[TrainConfig], *, params=None, progress: bool = False) -> list[dict]:
     """Predict, train and compare every configuration of ``grid`` (module doc).
 
     Args:
-        grid: TrainConfigs.
+        grid: TrainConfigs (a config's ``cell`` may be any gradspec Cell instance).
+        params: None (each config's own init), or one entry per configuration: the
+            params it starts from (as :func:`gradspec.train`'s ``params=``) or None.
         progress: show the training progress bars (needs tqdm).
 
     Returns:
@@ -162,7 +171,11 @@ def verify(grid: Iterable[TrainConfig], *, progress: bool = False) -> list[dict]
     for i, config in enumerate(grid):
         if not isinstance(config, TrainConfig):
             raise TypeError(f"`grid[{i}]` must be a TrainConfig; got {type(config).__name__}.")
-    return [_one(config, progress=progress) for config in grid]
+    params = [None] * len(grid) if params is None else list(params)
+    if len(params) != len(grid):
+        raise ValueError(f"`params` must hold one entry per configuration ({len(grid)}); "
+                         f"got {len(params)}.")
+    return [_one(config, given, progress=progress) for config, given in zip(grid, params)]
 
 
 def demo_grid(*, T: int = 100, steps: int = 600, hidden: int = 64) -> list[TrainConfig]:

@@ -45,18 +45,19 @@ def _iid_scale(W: np.ndarray, spectrum) -> Optional[float]:
     return sigma_w if ok else None
 
 
-def sampled_exponent(cell, params, xs, key, readout=None):
+def sampled_exponent(cell, params, xs, key, readout=None, h0=None):
     """The network's own top exponent: mean and standard error over trajectories.
 
     One trajectory per input sequence of ``xs`` (B, L, D), each from its own start by
     the default start rule (:func:`gradspec.start_state` with a key drawn from ``key``)
     with a random start frame, the first min(128, L/4) steps discarded
-    (:func:`gradspec.measurement`). Returns ``(mean, standard error, finite,
+    (:func:`gradspec.measurement`); ``h0`` (S,), when given, starts every one. Returns ``(mean, standard error, finite,
     measurement)``, ``finite`` (B,) bool: whether each trajectory stayed finite (an
     overflowing one counts up to its overflow).
     """
     k_h, k_q = jr.split(key)
-    h0 = start_state(cell, params, xs.shape[2], xs.dtype, key=jr.split(k_h, xs.shape[0]))
+    if h0 is None:
+        h0 = start_state(cell, params, xs.shape[2], xs.dtype, key=jr.split(k_h, xs.shape[0]))
     m = measurement(cell, params, xs, h0, readout=readout,
                     warmup=min(SAMPLE_WARMUP, xs.shape[1] // 4), key=k_q)
     lam, counted = np.asarray(m.lyapunov, np.float64), np.asarray(m.steps)
@@ -67,7 +68,7 @@ def sampled_exponent(cell, params, xs, key, readout=None):
 
 
 def predict(cell, params, T: int, key=None, inputs=None, *, samples: int = SAMPLES,
-            factor: float = CRITICAL_FACTOR, readout=None) -> Prediction:
+            factor: float = CRITICAL_FACTOR, readout=None, h0=None) -> Prediction:
     r"""Predict, before training, whether gradients vanish or explode over T steps.
 
     Two sources, chosen automatically:
@@ -112,6 +113,9 @@ def predict(cell, params, T: int, key=None, inputs=None, *, samples: int = SAMPL
             in :func:`gradspec.diagnose`: then ``loss_rate`` is the slope of the
             readout's transported gradient along the sampled trajectories (every lag,
             as in diagnose), and the verdict follows it; ``lyapunov`` stays the worst direction.
+        h0: one start state (S,) for every sampled trajectory, e.g. ``zeros`` where a
+            training run starts (over a horizon of a few dozen steps the start matters);
+            None: each from its own relaxed random state (:func:`gradspec.start_state`).
 
     Returns:
         A :class:`Prediction`; ``reasons`` states the argument in words.
@@ -133,9 +137,10 @@ def predict(cell, params, T: int, key=None, inputs=None, *, samples: int = SAMPL
     samples = check_int("samples", samples, 2)
     key = jr.key(0) if key is None else key
     xs = _sample_inputs(cell, params, inputs, samples, dtype)
-    check_trajectory_inputs(cell, params, xs[0], None)  # shape checks on one sample
+    start = check_trajectory_inputs(cell, params, xs[0], h0)[2]  # shape checks, one sample
+    h0 = None if h0 is None else start
     warmup = min(SAMPLE_WARMUP, xs.shape[1] // 4)
-    measured, spread, finite, m = sampled_exponent(cell, params, xs, key, readout)
+    measured, spread, finite, m = sampled_exponent(cell, params, xs, key, readout, h0)
 
     if inputs is None:
         reasons, mf = ["undriven: zero input (pass inputs= for the network's own drive)"], None
@@ -208,7 +213,8 @@ def predict(cell, params, T: int, key=None, inputs=None, *, samples: int = SAMPL
                        "(unbounded dynamics); their rate is measured up to the overflow")
     if not math.isfinite(lyapunov):
         lyapunov = math.inf
-    reasons.append(f"sampled trajectories: lambda_max = {measured:+.4f} +- {spread:.4f}")
+    reasons.append(f"sampled trajectories ({'from the given h0' if h0 is not None else 'from relaxed random states'}): "
+                   f"lambda_max = {measured:+.4f} +- {spread:.4f}")
     rate, rate_se, loss_rate, loss_se = lyapunov, spread, None, None
     if readout is not None:
         loss_rate, loss_se = _mean_se_finite(np.asarray(m.loss_rate, np.float64))
