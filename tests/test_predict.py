@@ -251,3 +251,17 @@ def test_diagnose_warns_on_an_unstable_fixed_point():
     # The default start (relaxed from a random state) is on the attractor, not at 0.
     default = gradspec.diagnose(cell, params, jnp.zeros((300, 1)))
     assert not default.why and default.lyapunov < math.log(rho) - 0.2
+
+
+def test_an_exactly_vanished_gradient_is_said_in_words():
+    """relu units all held off by a bias of -100: every step's Jacobian is exactly 0,
+    so ||dL/dh_0|| = 0 and log_gradient_ratio = -inf, which why/reasons must say."""
+    cell = cells.RNN("relu")
+    params = {"W_hh": 0.1 * jnp.eye(4), "W_xh": jnp.ones((4, 1)), "b": -100.0 * jnp.ones(4)}
+    xs = jnp.ones((20, 1))
+    d = gradspec.diagnose(cell, params, xs)
+    assert d.log_gradient_ratio == -math.inf
+    assert any("log_gradient_ratio = -inf" in w for w in d.why)
+    p = gradspec.predict(cell, params, T=20, inputs=xs)
+    assert p.log_gradient_ratio == -math.inf
+    assert any("log_gradient_ratio = -inf" in r for r in p.reasons)

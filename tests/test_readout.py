@@ -198,3 +198,53 @@ def test_predict_with_a_readout_follows_the_loss(getkey):
     assert p.loss_rate == pytest.approx(d.loss_rate, abs=0.02)
     assert p.timescale == pytest.approx(1 / abs(p.loss_rate))
     assert any("the verdict follows the loss" in r for r in p.reasons)
+
+
+def test_loss_profile_equals_torch_autograd_through_a_two_layer_lstm():
+    """The loss's profile log ||R P J_T ... J_{T-k+1}||_F of a 2-layer torch LSTM whose
+    layers forget at different rates (layer 0: forget bias +4, slow memory; layer 1:
+    -1, fast), against torch.autograd through the whole model from h0 = 0: the
+    Jacobian of y_T = R h1_T with respect to every earlier state (h, c of both layers),
+    Frobenius norm per lag, in float64. Both sum the same products in other orders:
+    1e-9 in log covers 30 lags of terms of order one."""
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    n, d, T = 6, 3, 30
+    lstm = torch.nn.LSTM(d, n, num_layers=2).double()
+    with torch.no_grad():
+        lstm.bias_hh_l0[n:2 * n] += 4.0
+        lstm.bias_hh_l1[n:2 * n] -= 1.0
+    R = torch.randn(2, n, dtype=torch.float64)
+    xs = torch.randn(T, d, dtype=torch.float64)
+    # torch: the carried state s_t = (h0, c0, h1, c1) plus a zero perturbation e_t added
+    # after the whole step (layer 1 has read layer 0's h already): dL/de_t is the
+    # gradient with respect to the state carried into step t + 1, as gradspec defines it.
+    eps = [[torch.zeros(n, dtype=torch.float64, requires_grad=True) for _ in range(4)]
+           for _ in range(T + 1)]
+    h0, c0, h1, c1 = eps[0]
+    for t in range(T):
+        z = lstm.weight_ih_l0 @ xs[t] + lstm.bias_ih_l0 + lstm.weight_hh_l0 @ h0 + lstm.bias_hh_l0
+        i, f, g, o = z.split(n)
+        c0 = torch.sigmoid(f) * c0 + torch.sigmoid(i) * torch.tanh(g)
+        h0 = torch.sigmoid(o) * torch.tanh(c0)
+        z = lstm.weight_ih_l1 @ h0 + lstm.bias_ih_l1 + lstm.weight_hh_l1 @ h1 + lstm.bias_hh_l1
+        i, f, g, o = z.split(n)
+        c1 = torch.sigmoid(f) * c1 + torch.sigmoid(i) * torch.tanh(g)
+        h1 = torch.sigmoid(o) * torch.tanh(c1)
+        h0, c0, h1, c1 = (s + e for s, e in zip((h0, c0, h1, c1), eps[t + 1]))
+    y = R @ h1
+    sq = np.zeros(T + 1)
+    for m in range(2):
+        grads = torch.autograd.grad(y[m], [e for step in eps for e in step], retain_graph=True,
+                                    allow_unused=True)  # y_T reads only h1 of the last state
+        for j in range(T + 1):  # the state after step j: lag k = T - j
+            sq[T - j] += sum(float((g ** 2).sum()) for g in grads[4 * j: 4 * j + 4]
+                             if g is not None)
+    want = 0.5 * np.log(sq)
+    cell, params = gradspec.interop.from_torch(lstm, dtype="float64")
+    got = gradspec.gradient_profile(cell, params, xs.numpy(), jnp.zeros(4 * n, jnp.float64),
+                                    readout=R.numpy())
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
+    d = gradspec.diagnose(cell, params, xs.numpy(), jnp.zeros(4 * n, jnp.float64),
+                          readout=R.numpy())
+    assert d.loss_rate == pytest.approx(np.polyfit(np.arange(T + 1), want, 1)[0], abs=1e-9)

@@ -7,8 +7,9 @@ training step, over seeds, or to optimise an initialization):
 - ``lyapunov``: the top exponent along each sequence,
   :math:`\lambda_1 = \frac{1}{n} \sum_{t} \log \|J_t q_{t-1}\|` over the steps after the
   warm-up and before the state or the frame first stops being finite (an unbounded
-  ReLU/linear orbit overflows; its growth up to then is the answer), from the random
-  start frame of :func:`gradspec.lyapunov_spectrum`;
+  ReLU/linear orbit overflows; its growth up to then is the answer; a frame that
+  collapses to exactly zero, e.g. through dead relu units, gives :math:`-\infty`), from
+  the random start frame of :func:`gradspec.lyapunov_spectrum`;
 - ``profile``: :func:`gradspec.gradient_profile` with the default readout, and its
   slope ``profile_rate`` (:func:`gradspec.profile_rate`);
 - with a ``readout`` (the model's own, (N_out,) or (M, N_out)): ``loss_profile``
@@ -40,7 +41,7 @@ class Measurement(NamedTuple):
 
     lyapunov: jax.Array  # top exponent, natural log per step
     steps: jax.Array  # steps averaged into it (int)
-    finite: jax.Array  # whether the whole run stayed finite (bool)
+    finite: jax.Array  # whether the state stayed finite over the whole run (bool)
     profile: jax.Array  # (T + 1,) log ||dL/dh_{T-k}||, default readout
     profile_rate: jax.Array  # its slope in k
     loss_profile: jax.Array | None = None  # (T + 1,) with the given readout
@@ -53,13 +54,17 @@ def _top_exponent(cell, params, xs, h0, q0, warmup):
     hs, prev = _states(cell, params, xs, h0)
     forward, _ = _frame_sweeps(cell, params, xs, prev, "auto")
     _, logd = forward(q0)
-    finite = jnp.isfinite(hs).all(1) & jnp.isfinite(logd[:, 0])
-    ok = jnp.cumprod(finite.astype(jnp.int32)).astype(bool)
+    states_finite = jnp.isfinite(hs).all(1)
+    ok = jnp.cumprod((states_finite & jnp.isfinite(logd[:, 0])).astype(jnp.int32)).astype(bool)
     # Discard the warm-up, but never more than a quarter of the finite steps.
     counted = ok & (jnp.arange(xs.shape[0]) >= jnp.minimum(warmup, ok.sum() // 4))
     n = counted.sum()
     lam = jnp.where(counted, logd[:, 0], 0.0).sum() / jnp.maximum(n, 1).astype(logd.dtype)
-    return lam, n, ok.all()
+    # A frame that collapses to exactly zero (every unit's derivative 0: dead relu units)
+    # while the state stays finite: the growth is exactly zero, lambda_1 = -inf.
+    first = jnp.argmin(ok)
+    collapsed = ~ok.all() & (logd[first, 0] == -jnp.inf) & states_finite[first]
+    return jnp.where(collapsed, -jnp.inf, lam), n, states_finite.all()
 
 
 def measurement(cell, params, xs, h0=None, *, readout=None, warmup: int | None = None,

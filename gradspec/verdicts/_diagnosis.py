@@ -17,7 +17,8 @@ from ..measure._inputs import check_trajectory_inputs
 from ..measure.jacobians import _states, state_readout
 from ..measure.spectra import _frame_sweeps, weight_spectrum
 from ..measure.summary import measurement
-from ._regime import CRITICAL_FACTOR, Diagnosis, _mean_se, classify, regime_threshold
+from ._regime import (CRITICAL_FACTOR, Diagnosis, _mean_se, _vanished_exactly, classify,
+                      regime_threshold)
 
 def diagnose(cell, params, xs, h0=None, *, readout=None,
              factor: float = CRITICAL_FACTOR) -> Diagnosis:
@@ -69,6 +70,8 @@ def diagnose(cell, params, xs, h0=None, *, readout=None,
     if stuck:
         warnings.warn(stuck, stacklevel=2)
         why = why + (stuck,)
+    log_ratio = float(np.mean(np.asarray(prof[:, -1] - prof[:, 0], np.float64)))
+    why = why + tuple(filter(None, [_vanished_exactly(log_ratio)]))
     radius = norm = None
     if isinstance(cell, RNN):
         spec = weight_spectrum(params["W_hh"])
@@ -78,7 +81,7 @@ def diagnose(cell, params, xs, h0=None, *, readout=None,
         regime=classify(rate[0], regime_threshold(T, se, factor)),
         lyapunov=_mean_se(lam)[0],
         profile_rate=float(np.mean(rates)),
-        log_gradient_ratio=float(np.mean(np.asarray(prof[:, -1] - prof[:, 0], np.float64))),
+        log_gradient_ratio=log_ratio,
         T=T,
         spectral_radius=radius,
         spectral_norm=norm,

@@ -16,7 +16,8 @@ from ..cells import GRU, LSTM, RNN, as_cell, check_params
 from ..measure._inputs import check_trajectory_inputs, start_state
 from ..measure.spectra import weight_spectrum
 from ..measure.summary import measurement
-from ._regime import CRITICAL_FACTOR, Prediction, _plain, _timescale, classify, regime_threshold
+from ._regime import (CRITICAL_FACTOR, Prediction, _plain, _timescale, _vanished_exactly,
+                      classify, regime_threshold)
 
 #: Trajectories sampled by :func:`predict`, their length and the steps discarded first.
 SAMPLES, SAMPLE_STEPS, SAMPLE_WARMUP = 8, 512, 128
@@ -61,9 +62,13 @@ def sampled_exponent(cell, params, xs, key, readout=None, h0=None):
     m = measurement(cell, params, xs, h0, readout=readout,
                     warmup=min(SAMPLE_WARMUP, xs.shape[1] // 4), key=k_q)
     lam, counted = np.asarray(m.lyapunov, np.float64), np.asarray(m.steps)
-    valid = counted > 0
+    valid = (counted > 0) | (lam == -math.inf)  # a collapse at once is still an answer
     measured = float(lam[valid].mean()) if valid.any() else math.nan
-    spread = float(lam[valid].std(ddof=1) / math.sqrt(valid.sum())) if valid.sum() > 1 else math.inf
+    if measured == -math.inf:  # some trajectory collapsed exactly: no spread to speak of
+        spread = 0.0
+    else:
+        spread = (float(lam[valid].std(ddof=1) / math.sqrt(valid.sum())) if valid.sum() > 1
+                  else math.inf)
     return measured, spread, np.asarray(m.finite), m
 
 
@@ -211,7 +216,7 @@ def predict(cell, params, T: int, key=None, inputs=None, *, samples: int = SAMPL
     if n_finite < samples:
         reasons.append(f"{samples - n_finite} of {samples} sampled trajectories overflowed "
                        "(unbounded dynamics); their rate is measured up to the overflow")
-    if not math.isfinite(lyapunov):
+    if math.isnan(lyapunov):  # every sampled trajectory overflowed at once
         lyapunov = math.inf
     reasons.append(f"sampled trajectories ({'from the given h0' if h0 is not None else 'from relaxed random states'}): "
                    f"lambda_max = {measured:+.4f} +- {spread:.4f}")
@@ -225,6 +230,7 @@ def predict(cell, params, T: int, key=None, inputs=None, *, samples: int = SAMPL
     tol = regime_threshold(T, rate_se, factor)
     regime = classify(rate, tol)
     reasons.append(_verdict(regime, rate, T, tol))
+    reasons.extend(filter(None, [_vanished_exactly(rate * T)]))
     if regime != "critical" and isinstance(cell, (RNN, GRU, LSTM)) and math.isfinite(lyapunov):
         knob = "forget-gate bias" if isinstance(cell, LSTM) else "recurrent weights"
         reasons.append(f"to make it critical at T = {T}: gradspec.make_critical(cell, params, "

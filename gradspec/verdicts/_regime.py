@@ -35,6 +35,17 @@ def regime_threshold(T: int, uncertainty: float = 0.0, factor: float = CRITICAL_
     return math.log(factor) / T + widen
 
 
+def _vanished_exactly(log_ratio: float) -> str:
+    """The sentence ``why``/``reasons`` carry whenever ``log_gradient_ratio`` is -inf
+    (empty otherwise): the gradient is exactly zero, not just small."""
+    if log_ratio != -math.inf:
+        return ""
+    return ("log_gradient_ratio = -inf: the gradient is exactly zero at the longest lag "
+            "(every path through the recurrence passes a zero derivative, e.g. relu units "
+            "that are all inactive at some step, or a saturated gate to rounding), not "
+            "merely small; no rate of decay is defined past that step")
+
+
 def _timescale(lam: float) -> float:
     return math.inf if lam == 0 else 1.0 / abs(lam)
 
@@ -101,7 +112,11 @@ class Diagnosis(_Record):
 
 
 def _mean_se(values: np.ndarray) -> tuple[float, Optional[float]]:
-    """Mean and standard error over a batch (None for one value)."""
-    n = len(values)
-    se = float(np.std(values, ddof=1) / math.sqrt(n)) if n > 1 else None
-    return float(np.mean(values)), se
+    """Mean and standard error over a batch (None for one value; 0 when a value is
+    -inf, an exactly vanished gradient, which has no spread)."""
+    n, mean = len(values), float(np.mean(values))
+    if n < 2:
+        return mean, None
+    if mean == -math.inf:
+        return mean, 0.0
+    return mean, float(np.std(values, ddof=1) / math.sqrt(n))
