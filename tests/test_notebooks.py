@@ -28,6 +28,7 @@ def test_the_four_notebooks_exist():
         "02_vanishing_vs_exploding.py",
         "03_phase_diagram.py",
         "04_training_check.py",
+        "07_dynamics.py",
     ]
 
 

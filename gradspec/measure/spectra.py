@@ -23,7 +23,14 @@ import jax.random as jr
 import numpy as np
 from jax import lax
 
-from .._checks import check_choice, check_int, check_square_matrix
+from .._checks import (
+    check_choice,
+    check_finite,
+    check_floating,
+    check_int,
+    check_square_matrix,
+    is_concrete,
+)
 from .._precision import full_precision
 from ..cells import RNN
 from ._inputs import check_trajectory_inputs
@@ -388,11 +395,15 @@ def product_singular_values(
     check_choice("method", method, ("auto", "autodiff"))
     check_int("max_sweeps", max_sweeps, 1)
     cell, xs, h0 = check_trajectory_inputs(cell, params, xs, h0)
-    if rtol is None:
-        # float64 converges to ~1000 eps; float32's rounding floor is near sqrt(eps).
-        eps = float(np.finfo(h0.dtype).eps)
-        rtol = 1e3 * eps if eps < 1e-10 else float(np.sqrt(eps))
+    rtol = default_rtol(h0.dtype) if rtol is None else rtol
     return _product_singular_values(cell, params, xs, h0, method, max_sweeps, rtol)
+
+
+def default_rtol(dtype) -> float:
+    """The default ``rtol`` of :func:`product_singular_values` for ``dtype``: float64
+    converges to ~1000 eps; float32's rounding floor is near sqrt(eps)."""
+    eps = float(np.finfo(dtype).eps)
+    return 1e3 * eps if eps < 1e-10 else float(np.sqrt(eps))
 
 
 #: Seed of the default start frame: one fixed random orthonormal frame, the same in
@@ -400,13 +411,23 @@ def product_singular_values(
 FRAME_SEED = 0
 
 
+@functools.partial(jax.jit, static_argnames=("cell", "method"))
+@full_precision
+def lyapunov_sweep(cell, params, xs, h0, q0, method: Method = "auto"):
+    r"""Benettin's forward sweep from the frame ``q0`` (S, k) along checked inputs:
+    ``(Q_T, log|diag R_t|)``, shapes (S, k) and (T, k), from :math:`J_t Q_{t-1} = Q_t R_t`;
+    traceable. Every Lyapunov quantity of gradspec (spectrum, local exponents, running
+    estimates, the Jacobian-array path) is read off this one sweep."""
+    forward, _ = _frame_sweeps(cell, params, xs, _states(cell, params, xs, h0)[1], method)
+    return forward(q0)
+
+
 @functools.partial(jax.jit, static_argnames=("cell", "method", "warmup"))
 @full_precision
 def _lyapunov_spectrum(cell, params, xs, h0, q0, warmup, method):
-    forward, _ = _frame_sweeps(cell, params, xs, _states(cell, params, xs, h0)[1], method)
-    _, logd = forward(q0)
+    q, logd = lyapunov_sweep(cell, params, xs, h0, q0, method)
     rates = logd[warmup:].mean(0)
-    return jnp.sort(rates)[::-1]
+    return jnp.sort(rates)[::-1], q
 
 
 def lyapunov_spectrum(
@@ -418,8 +439,10 @@ def lyapunov_spectrum(
     k: int | None = None,
     warmup: int = 0,
     method: Method = "auto",
+    frame=None,
+    return_vectors: bool = False,
     key=None,
-) -> jax.Array:
+) -> jax.Array | tuple[jax.Array, jax.Array]:
     r"""The k largest Lyapunov exponents by Benettin's QR method (natural log per step).
 
     .. math::
@@ -446,6 +469,12 @@ def lyapunov_spectrum(
         k: number of exponents, 1 <= k <= S; all S when None.
         warmup: leading steps excluded from the average, 0 <= warmup < T.
         method: ``"auto"`` or ``"autodiff"``.
+        frame: an explicit start frame :math:`Q_0`, shape (S, k), orthonormal
+            (:math:`\max|Q_0^\top Q_0 - I| \le \max(10^{-6}, S\epsilon)`, checked, not
+            repaired: a frame that is not orthonormal is a bug upstream), e.g. the
+            ``Q_T`` of a previous run to continue it; k is read off it when ``k`` is
+            None. Exclusive with ``key``.
+        return_vectors: also return the final frame :math:`Q_T`.
         key: PRNG key of the random orthonormal start frame; ``key(FRAME_SEED)`` when
             None. Never coordinate axes: a frame of axes never leaves an invariant
             subspace (decoupled memory cells, a diagonal recurrence), so it can miss
@@ -453,10 +482,26 @@ def lyapunov_spectrum(
 
     Returns:
         Shape (k,), descending. With ``k = S`` and ``warmup = 0`` their sum equals
-        :math:`\frac1T \sum_t \log|\det J_t|` exactly.
+        :math:`\frac1T \sum_t \log|\det J_t|` exactly. With ``return_vectors``,
+        ``(exponents, Q_T)``, :math:`Q_T` (S, k) orthonormal: the **backward Lyapunov
+        vectors** at step T (Legras & Vautard; Kuptsov & Parlitz 2012), also called
+        Gram–Schmidt vectors (Ginelli et al. 2007): the first i columns span the
+        subspace into which perturbations made in the far past have grown fastest
+        (Oseledets' backward filtration), fixed by the trajectory before T once the
+        sweep has forgotten :math:`Q_0`. They are neither the covariant Lyapunov
+        vectors (not orthogonal; Ginelli's backward pass on the R's) nor the forward
+        ones (a sweep of :math:`J^\top` from the future). Columns are in the sweep's
+        order, which is the exponents' descending order once the sweep has converged
+        (ties aside). ``Q_T`` passed back as ``frame`` with the next inputs and
+        ``h0 = h_T`` continues the run.
+
+    Raises:
+        ValueError: ``frame`` not (S, k) or not orthonormal, or given with ``key``.
 
     References:
         Benettin, Galgani, Giorgilli, Strelcyn (1980), Meccanica 15:9–20.
+        Ginelli et al. (2007), PRL 99:130601. Kuptsov & Parlitz (2012), J. Nonlinear
+        Sci. 22:727–762, arXiv:1105.5228.
 
     Examples:
         >>> import jax, jax.numpy as jnp, gradspec
@@ -466,14 +511,18 @@ def lyapunov_spectrum(
         >>> lam = gradspec.lyapunov_spectrum(cell, params, jnp.zeros((50, 1)), k=2)
         >>> [round(float(v), 4) for v in lam]  # log 0.5
         [-0.6931, -0.6931]
+        >>> lam, q = gradspec.lyapunov_spectrum(cell, params, jnp.zeros((50, 1)), k=2,
+        ...                                     return_vectors=True)
+        >>> q.shape  # the backward Lyapunov vectors at T: pass as frame= to continue
+        (3, 2)
     """
     check_choice("method", method, ("auto", "autodiff"))
     cell, xs, h0 = check_trajectory_inputs(cell, params, xs, h0)
     size, steps = h0.shape[0], xs.shape[0]
-    k = size if k is None else check_int("k", k, 1, size)
+    q0 = resolve_frame(key, frame, size, k, h0.dtype)
     warmup = check_int("warmup", warmup, 0, steps - 1)
-    q0 = start_frame(key, size, k, h0.dtype)
-    return _lyapunov_spectrum(cell, params, xs, h0, q0, warmup, method)
+    lam, q = _lyapunov_spectrum(cell, params, xs, h0, q0, warmup, method)
+    return (lam, q) if return_vectors else lam
 
 
 def start_frame(key, size: int, k: int, dtype) -> jax.Array:
@@ -484,3 +533,39 @@ def start_frame(key, size: int, k: int, dtype) -> jax.Array:
     key = jr.key(FRAME_SEED) if key is None else key
     z = jr.normal(key, (size, size), jnp.float32)[:, :k].astype(dtype)
     return jnp.linalg.qr(z)[0]
+
+
+def resolve_frame(key, frame, size: int, k: int | None, dtype) -> jax.Array:
+    """The start frame (S, k) of a sweep: ``frame`` checked (k read off it when None),
+    else :func:`start_frame` of ``key``.
+
+    Raises:
+        ValueError: ``frame`` with ``key``, not (S, k), or not orthonormal to
+            ``max(1e-6, S eps)`` (the loss of orthogonality of a Householder QR in the
+            frame's dtype, at worst).
+    """
+    if frame is None:
+        k = size if k is None else check_int("k", k, 1, size)
+        return start_frame(key, size, k, dtype)
+    if key is not None:
+        raise ValueError("`frame` and `key` are exclusive: `key` draws a random start "
+                         "frame, `frame` is one; pass one of them.")
+    if k is not None:
+        check_int("k", k, 1, size)
+    check_floating("frame", frame)
+    shape = np.shape(frame)
+    if (len(shape) != 2 or shape[0] != size or not 1 <= shape[1] <= size
+            or (k is not None and shape[1] != k)):
+        want = f"({size}, {k})" if k is not None else f"({size}, k), 1 <= k <= {size}"
+        raise ValueError(f"`frame` must have shape {want} (state size S, k exponents); "
+                         f"got {shape}.")
+    check_finite("frame", frame)
+    if is_concrete(frame):
+        q = np.asarray(frame, np.float64)
+        err = float(np.abs(q.T @ q - np.eye(shape[1])).max())
+        tol = max(1e-6, size * float(np.finfo(jnp.result_type(frame)).eps))
+        if err > tol:
+            raise ValueError(
+                f"`frame` must be orthonormal (Q^T Q = I to {tol:.1e}); got max|Q^T Q - I| "
+                f"= {err:.2e}. Orthonormalise it first: jnp.linalg.qr(frame)[0].")
+    return jnp.asarray(frame, dtype)

@@ -9,6 +9,8 @@ One module per figure family, all re-exported here:
 - :mod:`.weights`: :func:`plot_eigenvalues`, :func:`plot_singular_values`;
 - :mod:`.gradients`: :func:`plot_gradient_profiles`, :func:`plot_jacobian_heatmap`;
 - :mod:`.lyapunov`: :func:`plot_lyapunov_spectra`;
+- :mod:`.dynamics`: :func:`plot_exponent_spectrum`, :func:`plot_convergence`,
+  :func:`plot_local_exponents`;
 - :mod:`.phase`: :func:`plot_phase_diagram`;
 - :mod:`.training`: :func:`plot_training_curves`, :func:`plot_agreement`.
 
@@ -48,6 +50,9 @@ from .data import runs_from_train as runs_from_train
 from .gradients import plot_gradient_profiles as plot_gradient_profiles
 from .gradients import plot_jacobian_heatmap as plot_jacobian_heatmap
 from .lyapunov import plot_lyapunov_spectra as plot_lyapunov_spectra
+from .dynamics import plot_convergence as plot_convergence
+from .dynamics import plot_exponent_spectrum as plot_exponent_spectrum
+from .dynamics import plot_local_exponents as plot_local_exponents
 from .phase import plot_phase_diagram as plot_phase_diagram
 from .training import plot_agreement as plot_agreement
 from .training import plot_training_curves as plot_training_curves
@@ -70,4 +75,7 @@ __all__ = [
     "plot_singular_values",
     "plot_training_curves",
     "runs_from_train",
+    "plot_convergence",
+    "plot_exponent_spectrum",
+    "plot_local_exponents",
 ]
