@@ -82,7 +82,7 @@ def bench_jax(cell: str, steps: int, repeats: int, seeds: int | None,
     vmapped = seeds is not None
     seed_array = jnp.arange(seeds if vmapped else 1, dtype=jnp.uint32)
     seed_array = seed_array if vmapped else seed_array[0]
-    carry = jax.block_until_ready(_init_carry(for_init, seed_array, vmapped))
+    carry = jax.block_until_ready(_init_carry(for_init, seed_array, vmapped, None))
 
     def run():
         # Same carry each call: the compiled scan is timed, not a growing run.

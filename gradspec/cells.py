@@ -258,15 +258,57 @@ class _Gated(Cell):
             "bias_hh": (g,),
         }
 
-    def init(self, key, hidden, inputs, *, recurrent_init=None, dtype=None):
-        """PyTorch's default U(-1/sqrt(N), 1/sqrt(N)) for every tensor; when
+    def init(self, key, hidden, inputs, *, recurrent_init=None, dtype=None, gates=None):
+        r"""PyTorch's default U(-1/sqrt(N), 1/sqrt(N)) for every tensor; when
         ``recurrent_init`` is given, each gate's (N, N) block of ``weight_hh`` is drawn
-        from it instead (e.g. orthogonal per gate)."""
+        from it instead (e.g. orthogonal per gate).
+
+        ``gates`` draws each gate k from the model of
+        :func:`gradspec.theory.gated_mean_field` instead, :math:`W^k_{hh} \sim
+        \mathcal N(0, \sigma_k^2/N)`, :math:`W^k_{ih} \sim \mathcal N(0, \nu_k^2/D)`,
+        :math:`b^k_{ih} \sim \mathcal N(\mu_k, \rho_k^2)`, :math:`b_{hh} = 0` (so the
+        GRU's :math:`b_{hn}` is 0): ``{gate: {"sigma", "mu", "rho", "nu"}}`` (LSTM
+        i, f, g, o; GRU r, z, n; left out: 1, 0, 0, 1), as
+        :func:`gradspec.theory.gated_critical` returns.
+
+        Examples:
+            >>> import jax, gradspec
+            >>> params = gradspec.cells.LSTM().init(
+            ...     jax.random.key(0), 8, 2, gates={"f": {"mu": 1.0}})
+            >>> float(params["bias_ih"][8:16].mean()), float(params["bias_hh"].max())
+            (1.0, 0.0)
+        """
         dtype = _default_dtype(dtype)
-        default = _init.uniform(1.0 / math.sqrt(hidden))
         keys = jr.split(key, 4)
         shapes = self.param_shapes(hidden, inputs)
-        params = {n: default(k, shapes[n], dtype) for n, k in zip(shapes, keys)}
+        if gates is None:
+            default = _init.uniform(1.0 / math.sqrt(hidden))
+            params = {n: default(k, shapes[n], dtype) for n, k in zip(shapes, keys)}
+        else:
+            names = {4: "ifgo", 3: "rzn"}[self.gates]
+            defaults = {"sigma": 1.0, "mu": 0.0, "rho": 0.0, "nu": 1.0}
+            if not isinstance(gates, Mapping) or not set(gates) <= set(names) or not all(
+                    isinstance(v, Mapping) for v in gates.values()):
+                raise ValueError(f"`gates` must be a dict by gate name, of "
+                                 f"{', '.join(names)}; got {gates!r:.80}.")
+            for gate, name, value in ((g, n, v) for g in gates for n, v in gates[g].items()):
+                if name not in defaults or np.ndim(value) != 0 or (
+                        not isinstance(value, jax.core.Tracer) and not (math.isfinite(
+                            float(value)) and (name == "mu" or float(value) >= 0))) or (
+                        name == "sigma" and recurrent_init is not None):
+                    raise ValueError(f"`gates[{gate!r}][{name!r}]` = {value!r}: a gate takes "
+                                     "finite scalars sigma, rho, nu >= 0 and mu (sigma not "
+                                     "with recurrent_init, which draws weight_hh itself).")
+            column = {n: jnp.repeat(jnp.stack([jnp.asarray(
+                gates.get(g, {}).get(n, d), dtype) for g in names]), hidden)[:, None]
+                for n, d in defaults.items()}  # (G N, 1): gate k's value on its rows
+            normal = [jr.normal(k, shapes[n], dtype) for n, k in zip(shapes, keys[:3])]
+            params = {
+                "weight_ih": column["nu"] / math.sqrt(inputs) * normal[0],
+                "weight_hh": column["sigma"] / math.sqrt(hidden) * normal[1],
+                "bias_ih": (column["mu"] + column["rho"] * normal[2][:, None])[:, 0],
+                "bias_hh": jnp.zeros(shapes["bias_hh"], dtype),
+            }
         if recurrent_init is not None:
             blocks = jr.split(keys[1], self.gates)
             params["weight_hh"] = jnp.concatenate(

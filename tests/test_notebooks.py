@@ -22,12 +22,14 @@ NAMES = [p.name for p in NOTEBOOKS]
 TIMEOUT = 240
 
 
-def test_the_four_notebooks_exist():
+def test_the_notebooks_exist():
     assert NAMES == [
         "01_quickstart.py",
         "02_vanishing_vs_exploding.py",
         "03_phase_diagram.py",
         "04_training_check.py",
+        "05_gated_cells.py",
+        "06_flossing.py",
         "07_dynamics.py",
     ]
 

@@ -675,15 +675,16 @@ def test_agreement_matrix(getkey):
         (1.0, "solved"),
         (2.0, "diverged"),
         (3.0, "stalled"),
+        (0.6, "improving"),
     ):
         regime = theory.mean_field("tanh", gain, sigma_x=0.5).regime
         rows.append({"predicted_regime": str(regime), "observed_outcome": outcome})
     # The regimes the hand-made counts below rest on (lambda_max values in the comment).
     assert [r["predicted_regime"] for r in rows] == 3 * ["vanishing"] + 2 * [
         "exploding"
-    ]
+    ] + ["vanishing"]
     counts = gp.agreement_counts(rows)
-    expected = np.zeros((3, 3), int)
+    expected = np.zeros((3, 4), int)
     for r in rows:
         expected[
             gp.REGIME_ORDER.index(r["predicted_regime"]),
@@ -691,20 +692,22 @@ def test_agreement_matrix(getkey):
         ] += 1
     np.testing.assert_array_equal(counts, expected)
     # By hand: with input std 0.5, g = 0.5, 0.8 and 1.0 are ordered (lambda_max =
-    # -0.88, -0.45, -0.27) and g = 2, 3 chaotic (+0.12, +0.30).
-    np.testing.assert_array_equal(counts, [[2, 1, 0], [0, 0, 0], [1, 0, 1]])
-    assert counts.sum() == 5
+    # -0.88, -0.45, -0.27) and g = 2, 3 chaotic (+0.12, +0.30); columns stalled,
+    # improving, solved, diverged.
+    np.testing.assert_array_equal(counts, [[2, 1, 1, 0], [0, 0, 0, 0], [1, 0, 0, 1]])
+    assert counts.sum() == 6
     fig = gp.plot_agreement(rows)
     ax = fig.axes[0]
     np.testing.assert_array_equal(_by_gid(ax.images, "agreement").get_array(), counts)
     texts = [int(t.get_text()) for t in ax.texts]
-    np.testing.assert_array_equal(np.array(texts).reshape(3, 3), counts)
-    assert f"{np.trace(counts)} of 5" in ax.get_title()
+    np.testing.assert_array_equal(np.array(texts).reshape(3, 4), counts)
+    # On the expected pairing: 2 vanishing -> stalled, 1 exploding -> diverged.
+    assert "3 of 6" in ax.get_title()
     # predicted vs observed regime (verify's observed_regime), "undefined" left out
     rows_r = [dict(r, observed_regime=r["predicted_regime"]) for r in rows]
     rows_r.append({"predicted_regime": "critical", "observed_regime": "undefined"})
     counts_r = gp.agreement_counts(rows_r, observed="regime")
-    assert np.trace(counts_r) == counts_r.sum() == 5
+    assert np.trace(counts_r) == counts_r.sum() == 6
     fig_r = gp.plot_agreement(rows_r, observed="regime")
     assert [t.get_text() for t in fig_r.axes[0].get_xticklabels()] == list(
         gp.REGIME_ORDER
@@ -714,7 +717,7 @@ def test_agreement_matrix(getkey):
     class Row:
         regime, outcome = "exploding", "diverged"
 
-    assert gp.agreement_counts([Row()])[2, 2] == 1
+    assert gp.agreement_counts([Row()])[2, 3] == 1
     with pytest.raises(ValueError, match="regime"):
         gp.agreement_counts(
             [{"predicted_regime": "chaotic", "observed_outcome": "solved"}]

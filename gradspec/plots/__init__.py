@@ -12,7 +12,8 @@ One module per figure family, all re-exported here:
 - :mod:`.dynamics`: :func:`plot_exponent_spectrum`, :func:`plot_convergence`,
   :func:`plot_local_exponents`;
 - :mod:`.phase`: :func:`plot_phase_diagram`;
-- :mod:`.training`: :func:`plot_training_curves`, :func:`plot_agreement`.
+- :mod:`.training`: :func:`plot_training_curves`, :func:`plot_agreement`;
+- :mod:`.flossing`: :func:`plot_flossing` (with :func:`exponent_runs`).
 
 Nothing is computed behind the user's back: the few results a figure needs that
 :mod:`gradspec` does not already return are public helpers in :mod:`.data`, each usable
@@ -50,6 +51,8 @@ from .data import runs_from_train as runs_from_train
 from .gradients import plot_gradient_profiles as plot_gradient_profiles
 from .gradients import plot_jacobian_heatmap as plot_jacobian_heatmap
 from .lyapunov import plot_lyapunov_spectra as plot_lyapunov_spectra
+from .flossing import exponent_runs as exponent_runs
+from .flossing import plot_flossing as plot_flossing
 from .dynamics import plot_convergence as plot_convergence
 from .dynamics import plot_exponent_spectrum as plot_exponent_spectrum
 from .dynamics import plot_local_exponents as plot_local_exponents
@@ -60,6 +63,8 @@ from .weights import plot_eigenvalues as plot_eigenvalues
 from .weights import plot_singular_values as plot_singular_values
 
 __all__ = [
+    "exponent_runs",
+    "plot_flossing",
     "OUTCOME_ORDER",
     "REGIME_ORDER",
     "agreement_counts",

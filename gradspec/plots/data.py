@@ -198,9 +198,10 @@ def agreement_counts(
             ``"observed_regime"`` (regime).
 
     Returns:
-        Integer array (3, 3): ``[i, j]`` counts rows predicted ``REGIME_ORDER[i]`` with
-        observed column j; the diagonal is the expected pairing (vanishing -> stalled,
-        critical -> solved, exploding -> diverged; or equal regimes). Rows observed as
+        Integer array (3, C), C the observed vocabulary's size: ``[i, j]`` counts rows
+        predicted ``REGIME_ORDER[i]`` with observed column j; the expected pairing is
+        vanishing -> stalled, critical -> solved, exploding -> diverged (or equal
+        regimes). Rows observed as
         ``"undefined"`` (no finite rate) are left out.
 
     Raises:
@@ -212,7 +213,7 @@ def agreement_counts(
         >>> rows = [{"predicted_regime": "vanishing", "outcome": "stalled"},
         ...         {"predicted_regime": "exploding", "outcome": "solved"}]
         >>> gp.agreement_counts(rows).tolist()
-        [[1, 0, 0], [0, 0, 0], [0, 1, 0]]
+        [[1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 1, 0]]
     """
     if observed not in _OBSERVED:
         raise ValueError(

@@ -14,6 +14,9 @@ from . import style as _style
 from ._common import _axes
 from .data import _OBSERVED, REGIME_ORDER, agreement_counts
 
+#: The outcome each predicted regime implies in training.
+_EXPECTED = {"vanishing": "stalled", "critical": "solved", "exploding": "diverged"}
+
 _LINESTYLES = ("-", "--", "-.", ":")
 
 
@@ -182,13 +185,15 @@ def plot_agreement(
     observed_key: str | None = None,
     cmap: str = "Blues",
 ):
-    """Predicted regime against what training showed, as a 3x3 matrix of counts.
+    """Predicted regime against what training showed, as a matrix of counts.
 
     Args:
         rows: :func:`gradspec.verify` rows (see :func:`agreement_counts`) or a
-            (3, 3) count array.
+            (3, C) count array (C columns of the ``observed`` vocabulary).
         ax: axes to draw into; a new one-column figure if None.
-        observed: ``"outcome"`` (columns stalled / solved / diverged) or ``"regime"``
+        observed: ``"outcome"`` (columns stalled / improving / solved / diverged; the
+            expected pairing vanishing-stalled, critical-solved, exploding-diverged is
+            outlined) or ``"regime"``
             (the gradient's regime observed in training).
         predicted_key, observed_key: as in :func:`agreement_counts`.
         cmap: a sequential colormap for the counts.
@@ -205,9 +210,10 @@ def plot_agreement(
     columns = _OBSERVED[observed][0]
     if isinstance(rows, np.ndarray) and rows.ndim == 2:
         counts = np.asarray(rows)
-        if counts.shape != (3, 3):
+        if counts.shape != (3, len(columns)):
             raise ValueError(
-                f"`rows` as counts must have shape (3, 3); got {counts.shape}."
+                f"`rows` as counts must have shape (3, {len(columns)}) (rows {REGIME_ORDER}, "
+                f"columns {columns}); got {counts.shape}."
             )
     else:
         counts = agreement_counts(
@@ -217,7 +223,11 @@ def plot_agreement(
             observed_key=observed_key,
         )
     total = int(counts.sum())
-    diagonal = int(np.trace(counts))
+    # The expected pairing: vanishing -> stalled, critical -> solved, exploding -> diverged
+    # (the regime's own column when observed="regime").
+    expected = [columns.index(_EXPECTED.get(r, r) if observed == "outcome" else r)
+                for r in REGIME_ORDER]
+    diagonal = int(sum(counts[i, j] for i, j in enumerate(expected)))
     colors = _style.OUTCOME_COLORS if observed == "outcome" else _style.REGIME_COLORS
     with _style.context():
         fig, ax = _axes(ax, _style.figsize("one", 0.85))
@@ -226,8 +236,8 @@ def plot_agreement(
         )
         im.set_gid("agreement")
         cmap_obj = im.get_cmap()
-        for i in range(3):
-            for j in range(3):
+        for i in range(counts.shape[0]):
+            for j in range(counts.shape[1]):
                 r, g, b, _ = cmap_obj(im.norm(counts[i, j]))
                 dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
                 ax.text(
@@ -241,7 +251,7 @@ def plot_agreement(
                 )
             ax.add_patch(
                 mpatches.Rectangle(
-                    (i - 0.5, i - 0.5),
+                    (expected[i] - 0.5, i - 0.5),
                     1,
                     1,
                     fill=False,
@@ -249,7 +259,7 @@ def plot_agreement(
                     linewidth=1.2,
                 )
             )
-        ax.set_xticks(range(3), columns)
+        ax.set_xticks(range(len(columns)), columns)
         ax.set_yticks(range(3), REGIME_ORDER)
         for tick, name in zip(ax.get_yticklabels(), REGIME_ORDER):
             tick.set_color(_style.REGIME_COLORS[name])

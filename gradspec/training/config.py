@@ -17,7 +17,9 @@ import optax
 
 from .. import cells as _cells
 from .._checks import check_choice, check_int
+from . import flossing as _flossing
 from . import tasks as _tasks
+from .flossing import FlossConfig
 
 
 #: Cell names and their classes.
@@ -158,6 +160,13 @@ class TrainConfig:
             (it costs one extra reverse pass over max(lags) steps where it runs).
         dtype: ``"float32"``, ``"float64"`` or ``None`` (float32, or float64 under x64).
         solved_below: ``solved`` means final loss < ``solved_below`` x baseline.
+        flossing: ``None`` or a :class:`~gradspec.training.FlossConfig` (or its dict):
+            gradient flossing before and during training (Engelken 2023).
+        lyapunov_every: 0 (off) or n >= 1: record the top ``lyapunov_k`` Lyapunov
+            exponents of the network at steps 0, n, 2n, ... (after that step's
+            flossing phase, before its update) on the fixed drive
+            :func:`~gradspec.training.lyapunov_drive` (:attr:`TrainResult.lyapunov`).
+        lyapunov_k: exponents recorded, 1 <= k <= state size.
 
     Examples:
         >>> from gradspec.training import TrainConfig
@@ -187,6 +196,9 @@ class TrainConfig:
     record_every: int = 10
     dtype: str | None = None
     solved_below: float = 0.1
+    flossing: FlossConfig | None = None
+    lyapunov_every: int = 0
+    lyapunov_k: int = 1
 
     def __post_init__(self):
         set_ = functools.partial(object.__setattr__, self)
@@ -243,6 +255,7 @@ class TrainConfig:
         )
         if self.clip_norm is not None:
             set_("clip_norm", _check_number("clip_norm", self.clip_norm, positive=True))
+        self._check_lyapunov(set_)  # before the optimizer, which may floss
         try:  # catches unknown optimizer options now, not at trace time
             _make_optimizer(self)
         except TypeError as e:
@@ -271,6 +284,20 @@ class TrainConfig:
             raise ValueError(f"`solved_below` must be in (0, 1]; got {solved_below}.")
         set_("solved_below", solved_below)
 
+    def _check_lyapunov(self, set_):
+        """The flossing and Lyapunov-record fields (k up to the state size S)."""
+        size = self.make_cell().state_size(self.hidden)
+        if isinstance(self.flossing, Mapping):
+            set_("flossing", FlossConfig(**self.flossing))
+        elif self.flossing is not None and not isinstance(self.flossing, FlossConfig):
+            raise TypeError("`flossing` must be None, a FlossConfig or its dict; got "
+                            f"{type(self.flossing).__name__}.")
+        if self.flossing is not None and self.flossing.k > size:
+            raise ValueError(f"`flossing.k` must be <= the state size {size}; got "
+                             f"{self.flossing.k}.")
+        set_("lyapunov_every", check_int("lyapunov_every", self.lyapunov_every, 0))
+        set_("lyapunov_k", check_int("lyapunov_k", self.lyapunov_k, 1, size))
+
     @property
     def spec(self) -> _tasks.TaskSpec:
         """Sizes and baseline of the task (:func:`gradspec.tasks.describe`)."""
@@ -292,6 +319,8 @@ class TrainConfig:
         d["task_options"] = dict(self.task_options)
         d["optimizer_options"] = dict(self.optimizer_options)
         d["lags"] = list(self.lags)
+        if self.flossing is not None:
+            d["flossing"]["during"] = list(self.flossing.during)
         return d
 
     @classmethod
@@ -311,4 +340,5 @@ def _make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     )
     if config.clip_norm is not None:
         opt = optax.chain(optax.clip_by_global_norm(config.clip_norm), opt)
-    return opt
+    flossed = _flossing.during_training(config)  # first: the clip sees task + flossing
+    return opt if flossed is None else optax.chain(flossed, opt)

@@ -37,6 +37,7 @@ from .. import init as _init
 from .._checks import check_int
 from .. import cells as _cells
 from ..cells import _default_dtype
+from . import flossing as _flossing
 from . import tasks as _tasks
 from .config import _MAX_SEED, TrainConfig, _check_ints, _make_optimizer
 from .result import TrainResult, _outcome
@@ -91,7 +92,8 @@ def _resolve(config: TrainConfig) -> tuple[TrainConfig, TrainConfig]:
             "it is off."
         )
     common = dataclasses.replace(config, seed=0, steps=1, solved_below=0.1, dtype=dtype)
-    for_init = dataclasses.replace(common, batch=1, tbptt=0, lags=(0,))
+    for_init = dataclasses.replace(common, batch=1, tbptt=0, lags=(0,), lyapunov_every=0,
+                                   lyapunov_k=1)
     for_step = dataclasses.replace(common, init="default", gain=1.0, gates=(), forget_bias=0.0)
     return for_init, for_step
 
@@ -286,7 +288,11 @@ def _heldout_accuracy(config: TrainConfig, params, seeds):
 
 
 def _train_step(config: TrainConfig, optimizer, carry, step):
-    params, opt_state, alive, k_data = carry
+    start, opt_state, alive, k_data, floss_state = carry
+    # Scheduled pre/inter-flossing first; the exponents are recorded after it.
+    params, new_floss_state = _flossing.run_phases(config, start, floss_state, step)
+    if config.lyapunov_every:
+        lyap = _flossing.record_lyapunov(config, params["cell"], step)
     dtype = jnp.dtype(config.dtype)
     batch = _batch(config, k_data, step)
     B, L = config.batch, config.spec.length
@@ -328,8 +334,9 @@ def _train_step(config: TrainConfig, optimizer, carry, step):
     def keep(new, old):
         return jnp.where(ok, new, old)
 
-    params = jax.tree_util.tree_map(keep, new_params, params)
+    params = jax.tree_util.tree_map(keep, new_params, start)
     opt_state = jax.tree_util.tree_map(keep, new_opt_state, opt_state)
+    floss_state = jax.tree_util.tree_map(keep, new_floss_state, floss_state)
     nan = jnp.asarray(jnp.nan, dtype)
     record = {
         "loss": jnp.where(alive, loss, nan),
@@ -340,7 +347,9 @@ def _train_step(config: TrainConfig, optimizer, carry, step):
         "accuracy": _batch_accuracy(config, batch, outputs, alive),
         "finite": ok,
     }
-    return (params, opt_state, ok, k_data), record
+    if config.lyapunov_every:
+        record["lyapunov"] = jnp.where(alive, lyap, nan)
+    return (params, opt_state, ok, k_data, floss_state), record
 
 
 @functools.partial(jax.jit, static_argnames=("config", "vmapped"))
@@ -350,7 +359,8 @@ def _init_carry(config, seeds, vmapped, given):
         params = _init_params(config, k_params, given)
         with _optax_promotion():
             opt_state = _make_optimizer(config).init(params)
-        return params, opt_state, jnp.asarray(True), k_data
+            floss_state = _flossing.init_phases(config, params["cell"], k_data)
+        return params, opt_state, jnp.asarray(True), k_data, floss_state
 
     return (jax.vmap(one) if vmapped else one)(seeds)
 
@@ -427,6 +437,11 @@ def train(
       (``result.IMPROVING_DROP``); a longer run may solve it.
     - ``"stalled"``: anything else, including exploded-but-finite losses.
 
+    Gradient flossing (``config.flossing``, :class:`FlossConfig`) runs inside the same
+    compiled scan: pre-/inter-flossing phases before their steps, flossing during
+    training in the optimizer chain. ``config.lyapunov_every`` records the top
+    exponents (:attr:`TrainResult.lyapunov`, at :attr:`TrainResult.lyapunov_steps`).
+
     Args:
         config: a :class:`TrainConfig`.
         params: the params to start from instead of the config's init: ``{"cell":
@@ -486,6 +501,7 @@ def train(
     record = {
         k: jnp.concatenate([r[k] for r in records], axis=axis) for k in records[0]
     }
+    lyapunov, lyapunov_steps = _flossing.lyapunov_records(config, record, seeds)
 
     baseline = config.spec.baseline
     loss, finite = np.asarray(record["loss"]), np.asarray(record["finite"])
@@ -501,6 +517,8 @@ def train(
         final_loss=jnp.asarray(final, loss.dtype),
         diverged_at=jnp.asarray(diverged_at, jnp.int32),
         params=carry[0],
+        lyapunov=lyapunov,
+        lyapunov_steps=lyapunov_steps,
         config=config,
         lags=config.lags,
         baseline=baseline,

@@ -32,13 +32,14 @@ _ARRAY_FIELDS = (
     "final_loss",
     "diverged_at",
     "heldout_accuracy",
+    "lyapunov",
 )
 
 
 @functools.partial(
     jax.tree_util.register_dataclass,
     data_fields=[*_ARRAY_FIELDS, "params"],
-    meta_fields=["config", "lags", "baseline", "outcome", "seeds"],
+    meta_fields=["config", "lags", "baseline", "outcome", "seeds", "lyapunov_steps"],
 )
 @dataclasses.dataclass(frozen=True)
 class TrainResult:
@@ -67,12 +68,16 @@ class TrainResult:
     final_loss: jax.Array  # () mean loss over the last ceil(steps / 10) steps
     diverged_at: jax.Array  # () int, first non-finite step, -1 if none
     heldout_accuracy: jax.Array  # () final params on the held-out split (digits), else NaN
+    lyapunov: jax.Array  # (n_records, k) top-k Lyapunov exponents (natural log per step)
+    #   of the network at the steps ``lyapunov_steps`` (config.lyapunov_every; NaN after
+    #   divergence): gradspec.lyapunov_spectrum on training.lyapunov_drive(config)
     params: Any  # final params (the last finite ones if the run diverged)
     config: TrainConfig  # the run's config (``seed`` is the seed of a single run)
     lags: tuple  # the lags k of ``log_grad_lags``' last axis
     baseline: float  # the task's chance-level loss
     outcome: Any  # "solved" | "improving" | "stalled" | "diverged", a tuple per seed
     seeds: tuple | None  # the seeds of the leading axis, or None for a single run
+    lyapunov_steps: tuple = ()  # the steps of ``lyapunov``'s records: 0, n, 2n, ...
 
     def to_dict(self) -> dict:
         """Plain JSON-able data (no pickle): arrays become ``{"dtype", "shape",
@@ -86,6 +91,7 @@ class TrainResult:
             if isinstance(self.outcome, str)
             else list(self.outcome),
             "seeds": None if self.seeds is None else list(self.seeds),
+            "lyapunov_steps": list(self.lyapunov_steps),
             "arrays": {name: _encode(getattr(self, name)) for name in _ARRAY_FIELDS},
             "params": jax.tree_util.tree_map(_encode, self.params),
         }
@@ -94,15 +100,21 @@ class TrainResult:
     def from_dict(cls, data: Mapping) -> TrainResult:
         """Inverse of :meth:`to_dict`. Arrays come back as NumPy arrays with their
         original dtype (float64 survives even with x64 off)."""
-        outcome = data["outcome"]
+        outcome, config = data["outcome"], TrainConfig.from_dict(data["config"])
+        arrays = dict(data["arrays"])
+        if "lyapunov" not in arrays:  # written before the exponents were recorded
+            lead = [] if data["seeds"] is None else [len(data["seeds"])]
+            arrays["lyapunov"] = _encode(np.zeros(
+                (*lead, 0, config.lyapunov_k), arrays["loss"]["dtype"]))
         return cls(
-            **{name: _decode(data["arrays"][name]) for name in _ARRAY_FIELDS},
+            **{name: _decode(arrays[name]) for name in _ARRAY_FIELDS},
             params=jax.tree_util.tree_map(_decode, data["params"], is_leaf=_is_encoded),
-            config=TrainConfig.from_dict(data["config"]),
+            config=config,
             lags=tuple(data["lags"]),
             baseline=float(data["baseline"]),
             outcome=outcome if isinstance(outcome, str) else tuple(outcome),
             seeds=None if data["seeds"] is None else tuple(data["seeds"]),
+            lyapunov_steps=tuple(data.get("lyapunov_steps", ())),
         )
 
 
