@@ -265,3 +265,25 @@ def test_an_exactly_vanished_gradient_is_said_in_words():
     p = gradspec.predict(cell, params, T=20, inputs=xs)
     assert p.log_gradient_ratio == -math.inf
     assert any("log_gradient_ratio = -inf" in r for r in p.reasons)
+
+
+def test_predict_reports_the_gated_theory_beside_the_network():
+    """An LSTM drawn from the gated model (sigma = 1, mu_f = 1, rho_g = 0.5): predict
+    reads the per-gate statistics back off the weights (sampling error O(N^-1/2) and
+    O(N^-1)), reports the quenched and annealed theory of exactly those, and keeps the
+    network's own exponent as the verdict."""
+    from gradspec.verdicts._prediction import gate_statistics
+
+    cell, n = cells.LSTM(), 256
+    params = cell.init(jr.key(0), n, 2, gates={"f": {"mu": 1.0}, "g": {"rho": 0.5}},
+                       dtype=jnp.float64)
+    stats = gate_statistics(cell, params)
+    assert stats["mu"]["f"] == pytest.approx(1.0, abs=1e-12)  # rho_f = 0: exactly mu
+    assert stats["rho"]["g"] == pytest.approx(0.5, abs=4 / math.sqrt(n) * 0.5)
+    for g in "ifgo":
+        assert stats["sigma"][g] == pytest.approx(1.0, abs=4 / n)  # chi^2 with N^2 dof
+    p = gradspec.predict(cell, params, T=100)
+    want = gradspec.theory.gated_mean_field("lstm", **stats, hidden=n)
+    assert p.mean_field["lambda_max_quenched"] == pytest.approx(float(want.lambda_max))
+    assert p.source == "lyapunov" and p.lyapunov == p.measured_lyapunov
+    assert any(r.startswith("gated mean field (LSTM") for r in p.reasons)

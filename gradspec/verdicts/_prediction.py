@@ -212,6 +212,9 @@ def predict(cell, params, T: int, key=None, inputs=None, *, samples: int = SAMPL
         reasons.append(f"{type(cell).__name__}: lambda_max measured on {samples} sampled trajectories")
         if isinstance(cell, LSTM):
             reasons.append(_forget_gate_reason(params))
+        if isinstance(cell, (LSTM, GRU)):
+            mf, why = _gated_theory(cell, params, None if inputs is None else xs, measured, spread)
+            reasons.append(why)
     n_finite = int(np.asarray(finite).sum())
     if n_finite < samples:
         reasons.append(f"{samples - n_finite} of {samples} sampled trajectories overflowed "
@@ -308,6 +311,49 @@ def _weight_reasons(cell: RNN, params, T: int) -> list:
         out.append(f"W_hh is non-normal: ||W^k|| grows to {peak:.3g} at k = {int(growth.peak_power)} "
                    f"before decaying at log rho = {rate:+.4f} per step (transient growth)")
     return out
+
+
+def gate_statistics(cell, params) -> dict:
+    r"""The per-gate hyperparameters of :func:`gradspec.theory.gated_mean_field` read
+    off a gated cell's weights: :math:`\sigma_k = \sqrt{N\,\overline{(W^k_{hh})^2}}`,
+    :math:`\nu_k = \sqrt{D\,\overline{(W^k_{ih})^2}}`, and the mean :math:`\mu_k` and
+    std :math:`\rho_k` of the bias :math:`b^k_{ih} + b^k_{hh}` (the GRU's candidate gate:
+    :math:`b_{in}` only, as the theory keeps :math:`b_{hn}` inside the reset product)."""
+    names = "ifgo" if isinstance(cell, LSTM) else "rzn"
+    n, d = params["weight_hh"].shape[1], params["weight_ih"].shape[1]
+    blocks = {k: np.split(np.asarray(params[k], np.float64), len(names))
+              for k in ("weight_hh", "weight_ih", "bias_ih", "bias_hh")}
+    out = {key: {} for key in ("sigma", "nu", "mu", "rho")}
+    for j, g in enumerate(names):
+        bias = blocks["bias_ih"][j] + (0 if g == "n" else blocks["bias_hh"][j])
+        out["sigma"][g] = float(np.sqrt(n * np.mean(blocks["weight_hh"][j] ** 2)))
+        out["nu"][g] = float(np.sqrt(d * np.mean(blocks["weight_ih"][j] ** 2)))
+        out["mu"][g], out["rho"][g] = float(bias.mean()), float(bias.std())
+    return out
+
+
+def _gated_theory(cell, params, xs, measured: float, spread: float) -> tuple[dict, str]:
+    """The gated mean-field theory (quenched at this N; with inputs, the input's power
+    as frozen extra bias variance) beside the network's own exponent, in words."""
+    kind = "lstm" if isinstance(cell, LSTM) else "gru"
+    hyper = gate_statistics(cell, params)
+    sigma_x = 0.0 if xs is None else float(np.sqrt(np.mean(np.asarray(xs, np.float64) ** 2)))
+    n = params["weight_hh"].shape[1]
+    q = theory.gated_mean_field(kind, **hyper, sigma_x=sigma_x, hidden=n)
+    a = theory.gated_mean_field(kind, **hyper, sigma_x=sigma_x, mode="annealed", hidden=n)
+    mf = {"gates": hyper, "lambda_max_quenched": float(q.lambda_max),
+          "lambda_max_annealed": float(a.lambda_max), "sigma_x": sigma_x}
+    head = (f"gated mean field ({kind.upper()}, weights' statistics per gate, N = {n}"
+            f"{', inputs as frozen bias variance' if xs is not None else ', undriven'}): "
+            f"quenched lambda_max = {float(q.lambda_max):+.4f}, annealed "
+            f"{float(a.lambda_max):+.4f}; ")
+    gap = abs(float(q.lambda_max) - measured)
+    if math.isfinite(measured) and gap <= max(2 * spread, 0.02):
+        return mf, head + f"the network's own {measured:+.4f} agrees with the quenched theory"
+    return mf, head + (f"the network's own {measured:+.4f} +- {spread:.4f} differs by "
+                       f"{gap:.3f}: the theory assumes a stable fixed point at zero input "
+                       "(or a frozen drive) and Gaussian, independent weights; the verdict "
+                       "follows the network")
 
 
 def _forget_gate_reason(params) -> str:
