@@ -1,8 +1,8 @@
 """Sweeps: values against direct calls, sharding, crash safety, store errors, multi-host.
 
 Subprocesses are used where jax must start differently (8 emulated CPU devices via
-XLA_FLAGS, which must be set before jax is imported; two jax.distributed processes) or
-must be killed (SIGKILL at random moments).
+XLA_FLAGS, which must be set before jax is imported) or must be killed (SIGKILL at
+random moments). Multi-process jobs (jax.distributed) are in test_sweep_cluster.py.
 """
 
 import hashlib
@@ -612,42 +612,3 @@ def _free_port() -> int:
 # `gradspec sweep` (the lead wires add_parser into gradspec.cli); not `python -m
 # gradspec.sweep`, which runs the module twice once gradspec/__init__ imports it.
 _CLI = "import sys; from gradspec.cli.sweep import main; raise SystemExit(main(sys.argv[1:]))"
-
-
-def test_two_process_multihost(tmp_path):
-    config = tmp_path / "mh.toml"
-    config.write_text(textwrap.dedent("""
-        chunk_size = 4
-        [sweeps.meas]
-        measurement = "lyapunov"
-        options = { N = 8, T = 60, warmup = 10 }
-        grid.sigma_w = [0.5, 1.0, 1.5]
-        grid.sigma_b = [0.0, 0.5, 1.0]
-    """))
-    port = _free_port()
-    flags = "--xla_force_host_platform_device_count=2"
-    procs = [  # float64, to compare with this (x64) process's own run below
-        subprocess.Popen(
-            [sys.executable, "-c", _CLI, str(config), "--store", str(tmp_path / "mh"),
-             "--coordinator", f"localhost:{port}", "--num-processes", "2", "--process-id", str(i)],
-            cwd=ROOT, env=_env(XLA_FLAGS=flags, JAX_ENABLE_X64="1"), stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True)
-        for i in range(2)
-    ]
-    (spec,) = gs.read_config(config, store=str(tmp_path / "single"))
-    single = gs.sweep(spec.measurement, spec.grid, options=spec.options, store=spec.store)
-    outs = [_finish(p) for p in procs]
-    assert "[process 0/2]" in outs[0] and "[process 1/2]" in outs[1]
-    store, n = tmp_path / "mh" / "meas", 9
-    shards = _store.shard_paths(store)
-    assert [p.name for p in shards] == ["records-p0.jsonl", "records-p1.jsonl"]
-    for i, shard in enumerate(shards):  # process i took grid points i, i + 2, ...
-        recs = [json.loads(line) for line in shard.read_bytes().splitlines()]
-        assert len(recs) == (n + 1 - i) // 2
-        assert {r["meta"]["process_index"] for r in recs} == {i}
-        assert {r["meta"]["devices"] for r in recs} == {2}
-    records = gs.load(store)
-    assert len(records) == n and len(single.records) == n
-    # float64; batches of 2 vs 4 points per call reorder sums. Lyapunov exponents near 0
-    # (absolute part): ~5600 eps seen at a chaotic point in test_lyapunov_point_...
-    _assert_same_results(records, single.records, rtol=1e-9, atol=1e-10)

@@ -25,27 +25,47 @@ the grid's axes:
   sha256 of its source (:attr:`Measurement.source`): a measurement edited without a
   version bump is refused instead of reusing results of the old code.
 - **Multi-host.** After ``jax.distributed.initialize(...)`` every process runs the same
-  :func:`sweep` call; process i takes the points ``i, i + P, i + 2P, ...`` (P processes,
-  grid order), evaluates them on its own local devices and appends to its own shard
-  ``records-p{i}.jsonl`` of the shared store (a shared file system). The work needs
-  no cross-process collectives, so a host that dies loses only its chunk in flight
-  (the others then fail at the final barrier; rerun with the same store and
-  ``resume=True`` to finish).
-  The barrier (``multihost_utils.sync_global_devices``) lets every process return
-  the whole grid.
-  On CPU this works in jax 0.10 (collectives go through gloo; tested with two
-  processes on one machine)::
+  :func:`sweep` call, and the processes run it as one *job*
+  (:mod:`gradspec.sweep.cluster`, :mod:`gradspec.sweep.job`):
+
+  1. *Start together.* Each process announces the job's fingerprint (measurement,
+     version, source, dtype, options, grid, process count, store path) through JAX's
+     coordination service and waits for all the others (``start_timeout``, 600 s): any
+     difference, a process count one process was told differently, or a process
+     that could not plan its sweep stops every process with one message naming the
+     field and the processes, and nothing is written. Then process 0 alone takes the
+     store's lock (one job per store, :mod:`gradspec.sweep.lock`), writes the
+     manifest atomically with the job's fingerprint, and reads what is done.
+  2. *Share.* The points still to do, in grid order, are dealt out round-robin: on a
+     fresh store process i takes ``i, i + P, i + 2P, ...``; on a resume the points a
+     dead process left are spread over all processes, each share within one point
+     of the others. Each process evaluates its share on its own local devices and
+     appends to its own shard ``records-p{i}.jsonl`` of the shared store (a shared
+     file system); every record carries the job's hash.
+  3. *Fail together.* A process whose sweep raises records why (``failed-p{i}.json``
+     in the store) and tells the others, which stop after their chunk in flight with
+     :class:`SweepAborted` (which process failed, its error, how many points are
+     saved, how to resume). A process killed on the same host is noticed by its pid.
+  4. *End together.* A process that finished its share waits for the others
+     (``finish_timeout``, a day): a slow host never makes a fast one fail, and every
+     process returns the whole grid.
+
+  No device collective is used, so gloo prints nothing and no collective deadline
+  applies. On CPU this works in jax 0.10 (tested with two processes on one
+  machine)::
 
       import jax, gradspec.sweep as gs
       jax.distributed.initialize()  # or coordinator_address=, num_processes=, process_id=
-      gs.sweep("lyapunov", grid, options={"N": 256}, store="/shared/runs/lyapunov")
+      gs.sweep("lyapunov", grid, options={"N": 256}, store="/shared/runs/lyapunov",
+               resume=True)  # resume=True: a rerun after a failure continues
 
   or ``gradspec sweep config.toml --distributed`` (cluster auto-detection) /
   ``--coordinator HOST:PORT --num-processes P --process-id I``. Without a shared file
-  system give each host its own store path and copy the ``records-p*.jsonl`` shards
-  and ``arrays/`` into one directory afterwards (their names do not collide). Without
-  ``jax.distributed``, ``process_index=``/``process_count=`` split a grid over
-  independent jobs the same way (no barrier).
+  system give every host the same store path on its local disk and copy the
+  ``records-p*.jsonl`` shards and ``arrays/`` into one directory afterwards (their
+  names do not collide). Without ``jax.distributed``, ``process_index=`` /
+  ``process_count=`` split a grid over independent jobs by the fixed ``i mod P``
+  rule (no agreement, no waiting; the pieces of one split may share a store).
 
 Configs come from TOML files (:func:`read_config`, ``gradspec sweep FILE``).
 Results load back as plain data: :func:`load` gives a list of dicts, :func:`table` a
@@ -68,10 +88,11 @@ from .measurements import get_measurement as get_measurement
 from .measurements import measurements as measurements
 from .measurements import random_rnn as random_rnn
 from .measurements import register as register
+from .cluster import SweepAborted as SweepAborted
+from .grid import axis_values as axis_values
+from .grid import point_key as point_key
 from .runner import SweepResult as SweepResult
-from .runner import axis_values as axis_values
 from .runner import load as load
-from .runner import point_key as point_key
 from .runner import repair as repair
 from .runner import sweep as sweep
 from .store import StoreWarning as StoreWarning
@@ -88,6 +109,7 @@ __all__ = [
     "axis_values",
     "point_key",
     "SweepResult",
+    "SweepAborted",
     "sweep",
     "load",
     "table",

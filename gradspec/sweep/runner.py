@@ -1,13 +1,11 @@
 """Running a sweep: plan the grid, evaluate it in vmapped, sharded chunks, store each point.
 
 The package docstring (:mod:`gradspec.sweep`) describes batching, keys, resuming and
-multi-host runs.
+multi-host runs; :mod:`gradspec.sweep.cluster` how the processes of one job agree.
 """
 from __future__ import annotations
 
-import itertools
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -16,177 +14,21 @@ from typing import Any, Mapping, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from .. import _checks
 from .._json import canonical_json, decode_value
+from . import cluster
+from . import job as _job
+from . import lock as _lock
 from . import store as _store
-from .measurements import Measurement, as_measurement, jax_dtype_of
-from .store import point_hash
+from .grid import Plan, fold_key, hash_word, plan_grid
+from .measurements import Measurement, jax_dtype_of
 from .store import repair as _repair
 
-__all__ = ["axis_values", "point_key", "SweepResult", "sweep", "load", "repair"]
+__all__ = ["SweepResult", "sweep", "load", "repair"]
 
 _AXIS = "points"
-
-
-# -- grid -----------------------------------------------------------------------------------
-
-
-def axis_values(spec: Any, name: str = "axis") -> list:
-    """The values of one grid axis from a list or a generator table.
-
-    ``spec`` is a list of values, or a dict with one of ``linspace = [start, stop, num]``,
-    ``logspace = [start, stop, num]`` (powers of 10, as ``numpy.logspace``),
-    ``range = [start, stop, step]`` (integers) or ``values = [...]``, plus optionally
-    ``every = k`` to keep every k-th value (a coarser subgrid whose points coincide
-    with the fine grid's).
-
-    Examples:
-        >>> axis_values({"linspace": [0.0, 3.0, 7], "every": 3})
-        [0.0, 1.5, 3.0]
-    """
-    if isinstance(spec, Mapping):
-        spec = dict(spec)
-        every = spec.pop("every", 1)
-        kinds = sorted(set(spec) & {"linspace", "logspace", "range", "values"})
-        extra = sorted(set(spec) - {"linspace", "logspace", "range", "values"})
-        if len(kinds) != 1 or extra:
-            raise ValueError(
-                f"grid axis {name!r} must be a list or a table with exactly one of "
-                f"linspace, logspace, range, values (plus optional every); got {spec}."
-            )
-        kind, arg = kinds[0], spec[kinds[0]]
-        if kind == "values":
-            values = list(arg)
-        else:
-            if not isinstance(arg, (list, tuple)) or len(arg) != 3:
-                raise ValueError(f"grid axis {name!r}: `{kind}` must be [start, stop, "
-                                 f"{'step' if kind == 'range' else 'num'}]; got {arg!r}.")
-            if kind == "range":
-                values = list(range(*(int(a) for a in arg)))
-            else:
-                fn = np.linspace if kind == "linspace" else np.logspace
-                values = [float(v) for v in fn(float(arg[0]), float(arg[1]), int(arg[2]))]
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"grid axis {name!r}: `every` must be an int >= 1; got {every!r}.")
-        values = values[::every]
-    elif isinstance(spec, (list, tuple, np.ndarray)):
-        values = list(np.asarray(spec).tolist()) if isinstance(spec, np.ndarray) else list(spec)
-    else:
-        raise ValueError(f"grid axis {name!r} must be a list of values (put a fixed value "
-                         f"in `options`); got {spec!r}.")
-    if not values:
-        raise ValueError(f"grid axis {name!r} has no values.")
-    return values
-
-
-def _plain(value, where: str):
-    """A JSON-able Python value (NumPy scalars unwrapped, tuples as lists)."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, (list, tuple)):
-        return [_plain(v, where) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v, where) for k, v in value.items()}
-    if value is None or isinstance(value, (str, bool, int)):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"{where} must be finite; got {value!r}.")
-        return value
-    raise TypeError(f"{where} must be a JSON value (str, number, bool, None, list, dict); "
-                    f"got {type(value).__name__}.")
-
-
-def _coerce(m: Measurement, name: str, value, where: str):
-    """Cast an input to its declared type, so 1 and 1.0 are one point."""
-    value = _plain(value, where)
-    if name not in m.params:
-        default = m.static.get(name)
-        if (isinstance(default, float) and isinstance(value, int)
-                and not isinstance(value, bool)):
-            return float(value)  # a float option given as an int (TOML `sigma_x = 0`)
-        return value
-    default = m.params[name]
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise TypeError(f"{where} must be a bool; got {value!r}.")
-        return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{where} must be a number; got {value!r}.")
-    if isinstance(default, int):
-        if float(value) != int(value):
-            raise ValueError(f"{where} must be an integer; got {value!r}.")
-        return int(value)
-    return float(value)
-
-
-class _Plan(NamedTuple):
-    measurement: Measurement
-    options: dict  # the user's options, JSON-normalised
-    dtype: str  # float dtype name of traced floats
-    configs: list  # full config per point, grid order
-    hashes: list  # sha256 per point
-
-
-def _plan(measurement, grid, options) -> _Plan:
-    if not isinstance(grid, Mapping) or not grid:
-        raise ValueError(f"`grid` must be a non-empty dict of axis name -> values; got {grid!r}.")
-    options = dict(options or {})
-    axes = {str(name): axis_values(spec, name) for name, spec in grid.items()}
-    m = as_measurement(measurement, axes, options)
-    both = sorted(set(axes) & set(options))
-    if both:
-        raise ValueError(f"{both} given both as grid axes and as options; pick one.")
-    if m.normalize is None:
-        known = set(m.params) | set(m.static)
-        for kind, names in (("grid axis", axes), ("option", options)):
-            for name in names:
-                if name not in known:
-                    raise ValueError(
-                        f"{kind} {name!r} is not an input of measurement {m.name!r}; "
-                        f"its inputs are {sorted(m.params)} (traced) and "
-                        f"{sorted(m.static)} (static)."
-                    )
-    options = {k: _coerce(m, k, v, f"option `{k}`") for k, v in options.items()}
-    # Coerced once per axis value, not once per grid point.
-    axes = {n: [_coerce(m, n, v, f"grid axis `{n}` value") for v in values]
-            for n, values in axes.items()}
-    dtype = jnp.zeros(()).dtype.name
-    base = {**m.params, **m.static, **options}
-    configs, hashes = [], []
-    for combo in itertools.product(*axes.values()):
-        config = {**base, **dict(zip(axes, combo))}
-        if m.normalize is not None:
-            config = _plain(m.normalize(config), "normalized config")
-        if m.check is not None:
-            m.check(config)
-        configs.append(config)
-        hashes.append(point_hash(_store.identity(m.name, m.version, dtype, config)))
-    if len(set(hashes)) != len(hashes):
-        dupes = [n for n, values in axes.items()
-                 if len({canonical_json(v) for v in values}) < len(values)]
-        raise ValueError(f"the grid has repeated points: axes {dupes or list(axes)} contain "
-                         "duplicate values (1 and 1.0 count as the same value).")
-    return _Plan(m, options, dtype, configs, hashes)
-
-
-def point_key(seed: int, point_hash_hex: str) -> jax.Array:
-    """The PRNG key a sweep gives the point with hash ``point_hash_hex`` (what the
-    traced function computes): ``fold_in(key(seed), int(hash[:8], 16))``."""
-    return _fold_key(seed, _hash_word(point_hash_hex))
-
-
-def _hash_word(point_hash_hex: str) -> np.uint32:
-    """The 32-bit word of a point's hash that its key folds in."""
-    return np.uint32(int(point_hash_hex[:8], 16))
-
-
-def _fold_key(seed, word) -> jax.Array:
-    """The documented key derivation; also traced (seed and word batched) in a sweep."""
-    return jax.random.fold_in(jax.random.key(seed), word)
 
 
 # -- execution ------------------------------------------------------------------------------
@@ -218,7 +60,7 @@ def _compiled(m: Measurement, static_json: str, traced: tuple, devices: list):
         fn = m.fn
 
         def one(values, seed, word):
-            out = fn(dict(values), _fold_key(seed, word), **static)  # see point_key
+            out = fn(dict(values), fold_key(seed, word), **static)  # see point_key
             if not isinstance(out, Mapping):
                 raise TypeError(f"measurement {m.name!r} must return a dict of arrays; "
                                 f"got {type(out).__name__}.")
@@ -245,7 +87,7 @@ def _run_chunk(m, plan, idx: list, length: int, traced: tuple, compiled, shardin
         for name in traced
     }
     seeds = np.asarray([c.get("seed", 0) for c in configs], np.int32)
-    words = np.asarray([_hash_word(plan.hashes[i]) for i in padded], np.uint32)
+    words = np.asarray([hash_word(plan.hashes[i]) for i in padded], np.uint32)
     out = compiled(*jax.device_put((values, seeds, words), sharding))
     # Copies (writable, like arrays read from a store), without the padding.
     return {k: np.array(v)[: len(idx)] for k, v in out.items()}
@@ -285,6 +127,7 @@ def _decode(raw: Mapping, arrays: Mapping | None) -> dict:
     if arrays:
         results.update(arrays)
     out = {k: raw[k] for k in ("hash", "measurement", "version", "dtype", "config")}
+    out["job"] = raw.get("job")
     out["results"] = results
     out["npz"] = raw.get("npz")
     out["meta"] = raw.get("meta", {})
@@ -301,7 +144,8 @@ class SweepResult(NamedTuple):
 
     records: list  # one dict per grid point done (see load), grid order
     computed: int  # points this call evaluated (this process)
-    skipped: int  # points of this process's share reused from the store (resume=True)
+    skipped: int  # points reused from the store (resume=True): of this process's
+    #               share, or of the whole grid in a coordinated multi-process job
     seconds: float  # wall time of this call
     store: str | None  # the store directory, if any
 
@@ -318,6 +162,9 @@ def sweep(
     progress: bool | None = None,
     process_index: int | None = None,
     process_count: int | None = None,
+    start_timeout: float = 600.0,
+    finish_timeout: float = 86400.0,
+    break_lock: bool = False,
 ) -> SweepResult:
     r"""Evaluate ``measurement`` at every point of ``grid`` (Cartesian product).
 
@@ -329,6 +176,13 @@ def sweep(
     ``jit(shard_map(vmap(...)))`` call per chunk over ``devices``. An unbatched
     measurement (``"train"``) is called once per point instead.
 
+    Under ``jax.distributed`` with several processes, every process makes the same
+    call and they run it as one job (:mod:`gradspec.sweep.cluster`): they first agree
+    on the job's fingerprint (any difference stops all of them, nothing written),
+    process 0 takes the store's lock and writes the manifest, the points still to do
+    are divided evenly, a failure on one process stops the others between chunks,
+    and each returns once all are done.
+
     Args:
         measurement: a registered name (:func:`measurements`), a :class:`Measurement`,
             or a batched function ``fn(values, key, **options) -> dict`` (its numeric
@@ -339,14 +193,14 @@ def sweep(
         store: directory of a resumable store; ``None`` keeps results in memory only.
             A store holds one measurement (one version, one source: see
             :attr:`Measurement.source`) with one set of options and one dtype
-            (``ValueError`` otherwise); its grid may grow between runs.
+            (``ValueError`` otherwise); its grid may grow between runs. One job
+            writes it at a time (its lock, :mod:`gradspec.sweep.lock`).
         resume: continue a store that already holds results: its points are reused
             (counted in ``skipped``), the rest computed. False (the default) refuses
             such a store with a ``ValueError``, as ``gradspec sweep`` does without
             ``--resume``. Jobs that split one grid over a shared store by
             ``process_index`` need it in every job that may start after another has
-            written; under ``jax.distributed`` every process checks before any
-            writes.
+            written; under ``jax.distributed`` process 0 checks before any writes.
         devices: local devices to shard each chunk over; all of
             ``jax.local_devices()`` by default.
         chunk_size: points per compiled call (and the most a kill can lose); memory
@@ -354,24 +208,39 @@ def sweep(
             per device) times the device count, sized for CPUs; raise it on GPUs.
         progress: tqdm bar over points (``None``: when tqdm is installed and stderr is
             a terminal).
-        process_index, process_count: this process's share of the grid; default
-            ``jax.process_index()`` / ``jax.process_count()``. Pass them to split a grid
-            over independent jobs without ``jax.distributed`` (no barrier then).
+        process_index, process_count: split the grid over independent jobs without
+            ``jax.distributed``: this one takes points ``i, i + P, ...`` of the grid
+            (no agreement, no waiting; the pieces of one split may share a store).
+            Default: ``jax.process_index()`` / ``jax.process_count()``, one job.
+        start_timeout: seconds a process of a multi-process job waits at the start
+            for the others (to agree, then for process 0 to open the store).
+        finish_timeout: seconds a process that finished its share waits for the
+            others' (its own points are saved either way).
+        break_lock: first remove the store's lock entries, left by a killed job
+            (only when no job is running on the store).
 
     Returns:
         A :class:`SweepResult`; ``records`` holds every grid point that is done (with a
-        store: after the barrier, the whole grid of all processes; without: this
+        store: in a multi-process job, the whole grid of all processes; else this
         process's share), each as in :func:`load`.
 
     Raises:
         ValueError: unknown axis/option names, bad values (the measurement's check),
             duplicate grid points, a store made for another sweep or by other code of
             the measurement, a store that holds results without ``resume``, a corrupt
-            record;
+            record or one of another configuration; processes of one job started
+            with different sweeps or process counts (on every process, before
+            anything is written);
             ``chunk_size`` < 1 or ``process_index`` outside ``[0, process_count)``
             (``TypeError`` if one of them is not an int).
         FileNotFoundError: a finished point's ``.npz`` is missing from the store.
-        RuntimeError: another sweep is writing this process's shard of the store.
+        RuntimeError: the store is locked by another job (or a killed one), or
+            another sweep is writing this process's shard.
+        SweepAborted: another process of the job failed, vanished or timed out;
+            this one's points are saved. After a process vanished (``SIGKILL``, a
+            dead host) this process later exits with status 1 without JAX's
+            shutdown, which would wait for the dead one (``shutdown_timeout_seconds``,
+            300 s) and end in a C++ abort.
 
     Examples:
         >>> import gradspec.sweep as gs
@@ -380,51 +249,181 @@ def sweep(
         [0.25, 1.0, 1.1393]
     """
     start = time.perf_counter()
-    plan = _plan(measurement, grid, options)
-    m = plan.measurement
-    if chunk_size is not None:
-        chunk_size = _checks.check_int("chunk_size", chunk_size, 1)
-    distributed = process_index is None and process_count is None
-    process_count = _checks.check_int("process_count", jax.process_count()
-                              if process_count is None else process_count, 1)
-    process_index = _checks.check_int("process_index", jax.process_index()
-                              if process_index is None else process_index, 0, process_count - 1)
-    devices = _check_devices(devices) if m.batched else list(jax.local_devices())[:1]
+    coord = None
+    if process_index is None and process_count is None and jax.process_count() > 1:
+        coord = cluster.Coordinator(cluster.KVChannel(), jax.process_index(),
+                                    jax.process_count(), cluster.next_call())
+    try:
+        plan = plan_grid(measurement, grid, options)
+        if chunk_size is not None:
+            chunk_size = _checks.check_int("chunk_size", chunk_size, 1)
+        start_timeout = _check_seconds("start_timeout", start_timeout)
+        finish_timeout = _check_seconds("finish_timeout", finish_timeout)
+        process_count = _checks.check_int("process_count", jax.process_count()
+                                          if process_count is None else process_count, 1)
+        process_index = _checks.check_int("process_index", jax.process_index()
+                                          if process_index is None else process_index,
+                                          0, process_count - 1)
+        m = plan.measurement
+        devices = _check_devices(devices) if m.batched else list(jax.local_devices())[:1]
+    except Exception as err:
+        if coord is not None:  # the others would wait for this process in vain
+            coord.start({"error": f"{type(err).__name__}: {err}"}, 0.0, wait=False)
+        raise
     if chunk_size is None:
         chunk_size = m.chunk_size * len(devices)
-    owned = list(range(process_index, len(plan.configs), process_count))
+    fp = _job.fingerprint(plan, process_count, store)
+    job = _job.job_hash(fp)
+    if coord is not None:
+        entries = coord.start({"fingerprint": fp,
+                               "told": cluster.told_process_count(process_count)},
+                              start_timeout)
+        problem = _job.disagreement(entries, process_count)
+        if problem:
+            raise ValueError(f"{problem}. Nothing was computed or written.")
 
-    root = writer = None
-    done: dict = {}
-    if store is not None:
-        root = Path(store)
-        manifest = _store.open_manifest(root, {
-            "measurement": m.name, "version": m.version, "source": m.source,
-            "options": plan.options, "dtype": plan.dtype,
-        })
+    root = None if store is None else Path(store)
+    n = len(plan.hashes)
+    opened = _Opened({}, None, list(range(n)))
+    if coord is None or coord.index == 0:
+        try:
+            if root is not None:
+                opened = _open_store(root, plan, fp, job, resume, break_lock,
+                                     None if coord is not None or process_count == 1
+                                     else process_index)
+        except BaseException as err:
+            if coord is not None:
+                coord.go({"error": str(err), "type": type(err).__name__})
+            raise
+        if coord is not None:
+            coord.go({"remaining": _job.encode_points(opened.remaining, n)})
+    else:
+        go = coord.wait_go(start_timeout)
+        if "error" in go:
+            raise _ERRORS.get(go["type"], RuntimeError)(go["error"])
+        opened = opened._replace(remaining=_job.decode_points(go["remaining"], n))
+        if root is not None and _store.read_manifest(root) is None:
+            # No shared file system: this host keeps its own copy of the store.
+            _store.open_manifest(root, _wanted(plan), (job, fp))
+    if coord is not None:
+        todo = _job.share(opened.remaining, process_index, process_count)
+        owned, skipped = todo, n - len(opened.remaining)
+        coord.store, coord.total = (None if root is None else str(root)), n
+        coord.saved = lambda: None if root is None else _store.count_records(root)
+    else:  # this process's fixed share of the grid; what the store holds is skipped
+        owned = list(range(process_index, n, process_count))
+        todo = [i for i in owned if plan.hashes[i] not in opened.done]
+        skipped = len(owned) - len(todo)
+
+    try:
+        fresh = _compute(plan, todo, devices, chunk_size, progress, root, job,
+                         process_index, process_count, coord)
+        if coord is not None:
+            coord.finish(finish_timeout)
+    except cluster.SweepAborted:
+        raise
+    except BaseException as err:
+        saved = None if root is None else _store.count_records(root)
+        if coord is not None:
+            info = coord.fail(err, saved)
+        else:
+            info = {"process": process_index, "error": f"{type(err).__name__}: {err}",
+                    "saved": saved}
+        if root is not None:  # why, for whoever looks at the store later
+            info["job"] = job
+            _store.write_json(_store.failure_marker(root, process_index), info)
+        raise
+    finally:
+        _lock.release(opened.lock)
+
+    if root is not None and process_count > 1:
+        # Every process's points: what the store holds now (in a coordinated job,
+        # everyone is done; in a split by hand, what the other pieces wrote so far).
+        final = _store.index_records(_store.read_records(root, warn=False), warn=False)
+        records = [_decode(final[h], _read_arrays(root, final[h]))
+                   for h in plan.hashes if h in final]
+    else:  # this process's points: those computed here, the rest read at the start
+        records = [fresh[h] if h in fresh else
+                   _decode(opened.done[h], _read_arrays(root, opened.done[h]))
+                   for h in (plan.hashes[i] for i in owned)]
+    return SweepResult(records, len(todo), skipped, time.perf_counter() - start,
+                       None if root is None else str(root))
+
+
+_ERRORS = {e.__name__: e for e in (ValueError, TypeError, FileNotFoundError, RuntimeError)}
+
+
+def _check_seconds(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"`{name}` must be a number of seconds; got {value!r}.")
+    if not value > 0:
+        raise ValueError(f"`{name}` must be > 0 seconds; got {value!r}.")
+    return float(value)
+
+
+def _wanted(plan: Plan) -> dict:
+    """What a store's manifest must say to hold this sweep's results."""
+    m = plan.measurement
+    return {"measurement": m.name, "version": m.version, "source": m.source,
+            "options": plan.options, "dtype": plan.dtype}
+
+
+class _Opened(NamedTuple):
+    done: dict  # hash -> raw record of the points already in the store
+    lock: Path | None  # this process's lock entry, released at the end
+    remaining: list  # grid indices not in the store, grid order
+
+
+def _open_store(root: Path, plan: Plan, fp: dict, job: str, resume: bool,
+                break_lock: bool, piece: int | None) -> _Opened:
+    """Check, lock and open the store for this job; read what is done.
+
+    ``piece``: the process index of a grid split by hand (its pieces share the store),
+    or None for a process that speaks for its whole job. Nothing but the lock entry
+    is written before every check passed, and the entry is removed if one fails.
+    """
+    m = plan.measurement
+    wanted = _wanted(plan)
+    # The lock first: a job running on the store is the refusal to hear first.
+    entry = _lock.acquire(root, job, {"process_count": fp["process_count"],
+                                      "measurement": m.name},
+                          process_index=piece, break_lock=break_lock)
+    try:
+        existing = _store.read_manifest(root)
+        if existing is not None:  # a store of another sweep, before "holds results"
+            _store.check_manifest(root, existing, wanted)
         _store.check_resume(root, resume)
-        if not resume and distributed and process_count > 1:
-            # Nobody writes before every process has found the store empty.
-            multihost_utils.sync_global_devices(
-                f"gradspec.sweep.start:{plan.hashes[0]}")
-        others = [p for p in _store.shard_paths(root)
-                  if p != _store.shard_path(root, process_index)]
+        manifest = _store.open_manifest(root, wanted, (job, fp))
+        if piece is None:
+            _store.clear_failure_markers(root)
+        # A piece of a split reads the others' shards while they may be writing.
+        quiet = [] if piece is None else [p for p in _store.shard_paths(root)
+                                          if p != _store.shard_path(root, piece)]
         done = _store.index_records(
-            _store.read_records(root, manifest=manifest, quiet_shards=others))
-    todo, skipped = [], 0
-    for i in owned:
-        raw = done.get(plan.hashes[i])
-        if raw is None:
-            todo.append(i)
-            continue
-        # Its config is this point's: read_records checked it against the hash.
-        if raw.get("npz") and not (root / raw["npz"]).exists():
-            raise FileNotFoundError(_store.missing_npz_message(root, raw))
-        skipped += 1
+            _store.read_records(root, manifest=manifest, quiet_shards=quiet))
+        grid = set(plan.hashes)
+        for raw in done.values():
+            # Its config is this point's: read_records checked it against the hash.
+            if raw["hash"] in grid and raw.get("npz") and not (root / raw["npz"]).exists():
+                raise FileNotFoundError(_store.missing_npz_message(root, raw))
+    except BaseException:
+        _lock.release(entry)
+        raise
+    remaining = [i for i, h in enumerate(plan.hashes) if h not in done]
+    return _Opened(done, entry, remaining)
 
-    fresh: dict = {}  # hash -> user record of each point computed here
+
+def _compute(plan: Plan, todo: list, devices: list, chunk_size: int, progress,
+             root: Path | None, job: str, process_index: int, process_count: int,
+             coord) -> dict:
+    """Evaluate the points ``todo`` chunk by chunk, appending each chunk to this
+    process's shard; between chunks, stop if another process of the job failed.
+    Returns ``{hash: user record}`` of the points computed."""
+    m = plan.measurement
+    fresh: dict = {}
     chunks = _chunks(m, plan, todo, len(devices), chunk_size)
     bar = _progress_bar(progress, len(todo), m.name)
+    writer = None
     try:
         if todo and root is not None:
             writer = _store.ShardWriter(root, process_index)
@@ -439,7 +438,7 @@ def sweep(
                 raw = {
                     "hash": h, "measurement": m.name, "version": m.version,
                     "dtype": plan.dtype, "config": plan.configs[i], "results": inline,
-                    "dtypes": dtypes, "npz": None, "meta": dict(meta),
+                    "dtypes": dtypes, "npz": None, "job": job, "meta": dict(meta),
                 }
                 if arrays and root is not None:
                     # The .npz is in place before the line that references it.
@@ -451,28 +450,17 @@ def sweep(
             if bar is not None:
                 bar.set_postfix_str(f"chunk {n_chunk}/{len(chunks)}", refresh=False)
                 bar.update(len(idx_chunk))
+            if coord is not None:
+                coord.check()
     finally:
         if writer is not None:
             writer.close()
         if bar is not None:
             bar.close()
-
-    if distributed and process_count > 1:
-        multihost_utils.sync_global_devices(f"gradspec.sweep:{plan.hashes[0]}")
-    if root is not None and process_count > 1:
-        # Every process's points: what the store holds now (after the barrier).
-        final = _store.index_records(_store.read_records(root, warn=False), warn=False)
-        records = [_decode(final[h], _read_arrays(root, final[h]))
-                   for h in plan.hashes if h in final]
-    else:  # this process's points: those computed here, the rest read at the start
-        records = [fresh[h] if h in fresh else _decode(done[h], _read_arrays(root, done[h]))
-                   for h in (plan.hashes[i] for i in owned)]
-    computed = len(todo)
-    return SweepResult(records, computed, skipped, time.perf_counter() - start,
-                       None if root is None else str(root))
+    return fresh
 
 
-def _chunks(m: Measurement, plan: _Plan, todo: list, ndev: int, chunk_size: int) -> list:
+def _chunks(m: Measurement, plan: Plan, todo: list, ndev: int, chunk_size: int) -> list:
     """``(static_json, point indices, padded length)`` per chunk, group by group."""
     if not m.batched:
         return [(None, [i], 1) for i in todo]  # one Python-level call per point
@@ -490,7 +478,7 @@ def _chunks(m: Measurement, plan: _Plan, todo: list, ndev: int, chunk_size: int)
     return chunks
 
 
-def _evaluate(m: Measurement, plan: _Plan, chunks: list, devices: list):
+def _evaluate(m: Measurement, plan: Plan, chunks: list, devices: list):
     """Yield ``(point indices, results dict of (n, ...) arrays, seconds)`` per chunk."""
     traced = tuple(sorted(m.params))
     for static_json, idx, length in chunks:
@@ -515,18 +503,22 @@ def load(store: str | Path, *, arrays: bool = True) -> list[dict]:
     """Every record of a store, in the order written (shard by shard).
 
     Each record is a dict: ``hash``, ``measurement``, ``version``, ``dtype``,
-    ``config`` (the point's full config), ``results`` (scalars as Python numbers,
-    small arrays inline and large ones from the ``.npz`` as NumPy arrays in their
-    original dtype), ``npz`` (its path in the store, or None) and ``meta`` (gradspec
-    and jax versions, devices, process, seconds per point, time).
+    ``config`` (the point's full config), ``job`` (the hash of the job that computed
+    it, one of the manifest's ``jobs``; None in stores from before jobs), ``results``
+    (scalars as Python numbers, small arrays inline and large ones from the ``.npz``
+    as NumPy arrays in their original dtype), ``npz`` (its path in the store, or
+    None) and ``meta`` (gradspec and jax versions, devices, process, seconds per
+    point, time).
 
     Args:
         store: the store directory.
         arrays: also read the ``.npz`` arrays (False: only the JSON results).
 
     Raises:
-        ValueError: not a store; a corrupt line or a record that does not match its
-            hash. A truncated last line (interrupted write) only warns.
+        ValueError: not a store; a corrupt line, a record that does not match its
+            hash, or one written by a job the manifest does not list (another
+            configuration: never merged; :func:`repair` moves it out). A truncated
+            last line (interrupted write) only warns.
         FileNotFoundError: a record's ``.npz`` is missing.
     """
     root = Path(store)
@@ -537,10 +529,13 @@ def load(store: str | Path, *, arrays: bool = True) -> list[dict]:
 
 def repair(store: str | Path) -> dict:
     """Drop what a rerun should recompute: truncated or corrupt lines, records whose
-    ``.npz`` is missing, duplicates; remove stale temporary files. Returns the counts
-    ``{"truncated", "corrupt", "missing_npz", "duplicate"}``. Not while a sweep writes."""
+    ``.npz`` is missing, duplicates; move records of another configuration (a job the
+    manifest does not list) to ``foreign-records.jsonl``; remove stale temporary
+    files. Returns the counts ``{"truncated", "corrupt", "missing_npz", "duplicate",
+    "foreign"}``. Refused (``RuntimeError``) while a job holds the store's lock."""
     root = Path(store)
     _existing_manifest(root)
+    _lock.check_free(root, "repair it")
     return _repair(root)
 
 

@@ -4,10 +4,16 @@ Layout of a store directory::
 
     store/
       manifest.json          what the store is for: measurement, version, source
-                             (sha256 of the measurement's code), options, dtype
-      records-p0.jsonl       one JSON line per finished grid point (process 0's shard)
+                             (sha256 of the measurement's code), options, dtype; and
+                             ``jobs``: the fingerprint of every job that wrote here
+      records-p0.jsonl       one JSON line per finished grid point (process 0's shard),
+                             each with the hash of the job that wrote it
       records-p1.jsonl       process 1's shard in a multi-process run, ...
       arrays/<hash>.npz      a point's large arrays, named by the point's hash
+      lock/<job>.json        the running job's lock (:mod:`gradspec.sweep.lock`)
+      failed-p<i>.json       why process i of the last job failed, and when
+      foreign-records.jsonl  records :func:`repair` moved out: written by a job this
+                             manifest does not list (another configuration)
 
 Crash safety (a ``SIGKILL`` at any instant loses at most the points in flight and never
 leaves a corrupt or duplicate record):
@@ -23,6 +29,13 @@ leaves a corrupt or duplicate record):
   and the next append cuts it off first.
 - Each process appends only to its own shard, under an exclusive ``flock``: two sweeps
   writing the same shard at once are refused instead of interleaving duplicates.
+
+One configuration per store: every record names its job (``"job"``, the job hash of
+:mod:`gradspec.sweep.job`) and the manifest lists every job that wrote the store, all
+of them with the manifest's measurement, version, source, options and dtype. A record
+of any other job (say, a process started with other options that wrote here anyway)
+is refused by every reader and moved out by :func:`repair`; records are never merged
+across configurations.
 """
 
 from __future__ import annotations
@@ -47,12 +60,17 @@ ARRAYS = "arrays"
 #: Results with at most this many elements go inline into the JSON line; larger ones
 #: into ``arrays/<hash>.npz``.
 INLINE_MAX = 64
+FOREIGN = "foreign-records.jsonl"
 _SHARD = re.compile(r"^records-p(\d+)\.jsonl$")
 _RECORD_KEYS = ("hash", "measurement", "version", "dtype", "config", "results", "dtypes")
 
 
 class StoreWarning(UserWarning):
     """A store problem that loses no finished result (a truncated last line)."""
+
+
+class ForeignRecord(ValueError):
+    """A record written by a job that the store's manifest does not list."""
 
 
 # -- canonical JSON and hashes ----------------------------------------------------------
@@ -121,6 +139,25 @@ def _atomic_write(path: Path, write) -> None:
             os.unlink(tmp)
 
 
+def write_json(path: Path, data: Mapping) -> None:
+    """Atomically write ``data`` as indented JSON to ``path`` (and make it durable)."""
+    text = json.dumps(dict(data), indent=2, sort_keys=True) + "\n"
+    _atomic_write(path, lambda f: f.write(text.encode()))
+    _fsync_dir(path.parent)
+
+
+def failure_marker(root: Path, process_index: int) -> Path:
+    """Where process ``process_index`` records why it failed."""
+    return root / f"failed-p{process_index}.json"
+
+
+def clear_failure_markers(root: Path) -> None:
+    """Remove the failure markers of an earlier job (a new job is starting)."""
+    for path in root.glob("failed-p*.json"):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
 def write_npz(root: Path, h: str, arrays: Mapping[str, np.ndarray]) -> str:
     """Atomically write a point's arrays; returns the path relative to the store."""
     rel = f"{ARRAYS}/{h}.npz"
@@ -166,19 +203,33 @@ def read_manifest(root: Path) -> dict | None:
     return manifest
 
 
-def open_manifest(root: Path, wanted: Mapping) -> dict:
+def open_manifest(root: Path, wanted: Mapping, job: tuple[str, Mapping] | None = None) -> dict:
     """Create the store with ``wanted`` as its manifest, or check that the existing
     manifest matches it (same measurement, version, options and dtype, and the same
-    measurement source: an edit without a version bump is refused, not reused)."""
+    measurement source: an edit without a version bump is refused, not reused).
+
+    ``job`` (its hash and fingerprint) is added to the manifest's ``jobs``, written
+    atomically (a temporary file moved into place): a reader sees the old manifest or
+    the new one, never a part. Only one process of a job calls this, holding the
+    store's lock.
+    """
     root.mkdir(parents=True, exist_ok=True)
     (root / ARRAYS).mkdir(exist_ok=True)
     manifest = read_manifest(root)
     if manifest is None:
-        manifest = {"format": FORMAT, **wanted}
-        text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
-        _atomic_write(root / MANIFEST, lambda f: f.write(text.encode()))
-        _fsync_dir(root)
+        manifest = {"format": FORMAT, **wanted, "jobs": {}}
+    else:
+        check_manifest(root, manifest, wanted)
+    if job is not None and job[0] not in manifest.get("jobs", {}):
+        manifest = {**manifest, "jobs": {**manifest.get("jobs", {}), job[0]: dict(job[1])}}
+    elif (root / MANIFEST).exists():
         return manifest
+    write_json(root / MANIFEST, manifest)
+    return manifest
+
+
+def check_manifest(root: Path, manifest: Mapping, wanted: Mapping) -> None:
+    """``ValueError`` unless ``manifest`` was made for the sweep ``wanted`` describes."""
     diffs = [
         f"{key}: store has {canonical_json(manifest.get(key))}, this sweep has "
         f"{canonical_json(wanted[key])}"
@@ -205,7 +256,6 @@ def open_manifest(root: Path, wanted: Mapping) -> dict:
             f"comment, a docstring), set \"source\" in {str(root / MANIFEST)!r} to "
             f"{wanted['source']!r} to keep them."
         )
-    return manifest
 
 
 def count_records(root: Path) -> int:
@@ -274,6 +324,15 @@ def check_record(root: Path, path: Path, lineno: int, record: Any,
                     f"{where}: record has {key} {record[key]!r} but the store's manifest "
                     f"says {manifest.get(key)!r}; the store mixes sweeps."
                 )
+        job = record.get("job")
+        if job is not None and job not in manifest.get("jobs", {}):
+            raise ForeignRecord(
+                f"{where} was written by job {str(job)[:12]}, which the store's manifest "
+                "does not list: a process with another configuration (options, grid, "
+                "process count, code) wrote into this store. Records of different "
+                "configurations are never merged; run `gradspec.sweep.repair(store)` "
+                f"(`gradspec sweep CONFIG --repair`) to move them to {FOREIGN}."
+            )
     return record
 
 
@@ -411,12 +470,14 @@ class ShardWriter:
 
 def repair(root: Path) -> dict:
     """Rewrite every shard keeping only valid, unique records whose ``.npz`` exists;
-    remove temporary files. Returns counts of what was dropped. Run it while no sweep
-    writes the store (it takes each shard's lock and refuses otherwise)."""
+    remove temporary files. Records of a job the manifest does not list (another
+    configuration) are moved to :data:`FOREIGN`, not deleted. Returns counts of what
+    was dropped. Run it while no sweep writes the store (it takes each shard's lock
+    and refuses otherwise)."""
     root = Path(root)
     manifest = read_manifest(root)
-    dropped = {"truncated": 0, "corrupt": 0, "missing_npz": 0, "duplicate": 0}
-    seen = set()
+    dropped = {"truncated": 0, "corrupt": 0, "missing_npz": 0, "duplicate": 0, "foreign": 0}
+    seen, foreign = set(), []
     for path in shard_paths(root):
         lines, tail = _split_lines(path.read_bytes())
         dropped["truncated"] += bool(tail)
@@ -424,6 +485,10 @@ def repair(root: Path) -> dict:
         for lineno, line in lines:
             try:
                 record = check_record(root, path, lineno, json.loads(line), manifest)
+            except ForeignRecord:
+                dropped["foreign"] += 1
+                foreign.append(line + b"\n")
+                continue
             except (ValueError, UnicodeDecodeError):
                 dropped["corrupt"] += 1
                 continue
@@ -435,6 +500,12 @@ def repair(root: Path) -> dict:
                 continue
             seen.add(record["hash"])
             keep.append(line + b"\n")
+        if foreign:  # kept, out of the shards, before the shard loses them
+            with open(root / FOREIGN, "ab") as f:
+                f.write(b"".join(foreign))
+                f.flush()
+                os.fsync(f.fileno())
+            foreign = []
         if len(keep) != len(lines) or tail:
             m = _SHARD.match(path.name)
             with ShardWriter(root, int(m.group(1))):  # holds the lock while rewriting

@@ -70,6 +70,27 @@ class GridTable(NamedTuple):
     values: np.ndarray  # (n_0, n_1, ..., *result shape); NaN where no record
 
 
+def _check_one_configuration(records: Sequence[Mapping], axes: tuple) -> None:
+    """``ValueError`` if the records mix measurements, versions, dtypes or any config
+    field outside ``axes``: one grid never silently merges two configurations (say
+    N = 256 and N = 128 points that happen to fill different cells)."""
+    mixed = []
+    for key in ("measurement", "version", "dtype"):
+        values = {canonical_json(r.get(key)) for r in records}
+        if len(values) > 1:
+            mixed.append(f"{key} ({', '.join(sorted(values))})")
+    fields = dict.fromkeys(k for r in records for k in r["config"] if k not in axes)
+    for key in fields:
+        values = {canonical_json(r["config"].get(key)) for r in records}
+        if len(values) > 1:
+            shown = ", ".join(sorted(values)[:4]) + (", ..." if len(values) > 4 else "")
+            mixed.append(f"{key} ({shown})")
+    if mixed:
+        raise ValueError(f"the records mix configurations: {'; '.join(mixed)} differ "
+                         f"outside the grid axes {axes}; select the records of one "
+                         "configuration first (or add the field to `axes`).")
+
+
 def to_grid(records: Sequence[Mapping], value: str,
             axes: Sequence[str] = ("sigma_w", "sigma_b")) -> GridTable:
     """Put the result ``value`` on the grid spanned by ``axes`` (e.g. a phase diagram).
@@ -77,14 +98,16 @@ def to_grid(records: Sequence[Mapping], value: str,
     Args:
         records: from :func:`load` or ``SweepResult.records``.
         value: a result (or config) field.
-        axes: config fields that span the grid; every other config field must be the
-            same in all records (filter them first otherwise).
+        axes: config fields that span the grid; every other config field (and the
+            measurement, version and dtype) must be the same in all records: filter
+            them first otherwise.
 
     Returns:
         A :class:`GridTable`; ``values[i, j]`` belongs to ``coords[0][i], coords[1][j]``.
 
     Raises:
-        ValueError: two records at the same grid cell (another field varies).
+        ValueError: records of different configurations (a field outside ``axes``
+            varies), or two records at the same grid cell.
 
     Examples:
         >>> import gradspec.sweep as gs
@@ -95,6 +118,7 @@ def to_grid(records: Sequence[Mapping], value: str,
     """
     axes = tuple(axes)
     records = list(records)
+    _check_one_configuration(records, axes)
     cols = table(records, axes)
     coords = tuple(np.unique(cols[a]) for a in axes)
     vals = table(records, [value])[value].astype(float)
