@@ -59,9 +59,11 @@ def _parse(argv):
             "spectra_targets",
             "step_jacobians",
             "predict",
+            "parallel",
         ),
         help="run only these benchmark modules (spectra_targets: the top-k scaling and "
-        "N >= 512 studies of spectra, without its grid)",
+        "N >= 512 studies of spectra, without its grid; parallel: the parallel-in-time "
+        "scans, N in {16, 64} x T up to 10^5, also python -m benchmarks.bench_parallel)",
     )
     ap.add_argument(
         "--torch-threads",
@@ -92,6 +94,7 @@ def main(argv=None) -> dict:
     from . import _timing as Tm
     from . import (
         bench_gradient_profile,
+        bench_parallel,
         bench_predict,
         bench_spectra,
         bench_step_jacobians,
@@ -103,6 +106,7 @@ def main(argv=None) -> dict:
         "spectra_targets": bench_spectra.run_targets,
         "step_jacobians": bench_step_jacobians.run,
         "predict": bench_predict.run,
+        "parallel": bench_parallel.run,
     }
     t_start = time.perf_counter()
     Tm.TORCH_THREADS = args.torch_threads
@@ -139,7 +143,8 @@ def main(argv=None) -> dict:
             )
             + f"; float32 at TF32 {peaks['float32_tf32_flops']['flops'] / 1e9:.1f} GFLOP/s"
         )
-        names = args.only or [n for n in runs if n != "spectra_targets"]
+        # Not by default: spectra_targets (studies) and parallel (its own grid, minutes).
+        names = args.only or [n for n in runs if n not in ("spectra_targets", "parallel")]
         for i, name in enumerate(names):
             R.CHECKPOINT = lambda partial: _write(
                 args.out, mode, cfg, env, peaks, records + partial, t_start, complete=False

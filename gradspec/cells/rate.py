@@ -76,7 +76,7 @@ class RateRNN(ElmanParams, Cell):
         return activation(self.nonlinearity)
 
     def slope(self, h: jax.Array) -> jax.Array:
-        """:math:`\phi'(h)` elementwise."""
+        r""":math:`\phi'(h)` elementwise."""
         return slope(self.nonlinearity, h)
 
     def velocity(self, params, h, x):

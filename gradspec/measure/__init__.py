@@ -9,6 +9,7 @@ standard errors); ``from_jacobians``: the same measurements of step Jacobians fr
 model, (T, S, S) or in chunks.
 """
 
+from ._associative import TrajectoryResult as TrajectoryResult
 from ._inputs import start_state as start_state
 from .jacobians import default_readout as default_readout
 from .jacobians import gradient_profile as gradient_profile
@@ -36,6 +37,7 @@ from .from_jacobians import (
 )
 
 __all__ = [
+    "TrajectoryResult",
     "start_state",
     "default_readout",
     "gradient_profile",

@@ -34,6 +34,7 @@ from .._checks import (
 from .._precision import full_precision
 from ..cells import RNN
 from ._inputs import check_trajectory_inputs
+from .parallel import parallel_lyapunov_spectrum, parallel_product_singular_values
 from .jacobians import Method, _derivatives, _states
 
 __all__ = [
@@ -330,6 +331,8 @@ def product_singular_values(
     max_sweeps: int = 30,
     rtol: float | None = None,
     method: Method = "auto",
+    scan: str = "sequential",
+    chunk: int | None = None,
 ) -> jax.Array:
     r"""Log singular values of the whole product :math:`P_T = J_T J_{T-1} \cdots J_1`.
 
@@ -373,6 +376,12 @@ def product_singular_values(
             float32 (where its rounding floor lies).
         method: ``"auto"`` (closed-form Jacobian products when the cell has them) or
             ``"autodiff"``.
+        scan: ``"sequential"`` (one QR per step) or ``"parallel"``: the same sweeps over
+            the products of chunks of ``chunk`` steps, each formed by an associative scan
+            (:mod:`gradspec.measure.parallel`; a dead unit inside a chunk gives rounding
+            noise there instead of ``-inf``).
+        chunk: steps per chunk for ``scan="parallel"`` (None: chosen from the spread
+            measured on a probe, :func:`gradspec.measure.parallel.chunk_for_spread`).
 
     Returns:
         Shape (S,), descending, natural log. ``sum`` equals
@@ -396,6 +405,10 @@ def product_singular_values(
     check_int("max_sweeps", max_sweeps, 1)
     cell, xs, h0 = check_trajectory_inputs(cell, params, xs, h0)
     rtol = default_rtol(h0.dtype) if rtol is None else rtol
+    check_choice("scan", scan, ("sequential", "parallel"))
+    if scan == "parallel":
+        return parallel_product_singular_values(cell, params, xs, h0, method, max_sweeps, rtol,
+                                                chunk=chunk, sweeps=_product_singular_values)
     return _product_singular_values(cell, params, xs, h0, method, max_sweeps, rtol)
 
 
@@ -442,6 +455,8 @@ def lyapunov_spectrum(
     frame=None,
     return_vectors: bool = False,
     key=None,
+    scan: str = "sequential",
+    chunk: int | None = None,
 ) -> jax.Array | tuple[jax.Array, jax.Array]:
     r"""The k largest Lyapunov exponents by Benettin's QR method (natural log per step).
 
@@ -475,6 +490,13 @@ def lyapunov_spectrum(
             ``Q_T`` of a previous run to continue it; k is read off it when ``k`` is
             None. Exclusive with ``key``.
         return_vectors: also return the final frame :math:`Q_T`.
+        scan: ``"sequential"`` (Benettin, one QR per step) or ``"parallel"``
+            (:mod:`gradspec.measure.parallel`: k = 1 by a reduce of normalised products,
+            no QR; k > 1 by associative-scan products of chunks of ``chunk`` steps with
+            a QR between chunks, each chunk's spread kept below half the dtype's log
+            range).
+        chunk: steps per chunk for ``scan="parallel"``; None: chosen from the spread
+            measured on a probe of the first steps.
         key: PRNG key of the random orthonormal start frame; ``key(FRAME_SEED)`` when
             None. Never coordinate axes: a frame of axes never leaves an invariant
             subspace (decoupled memory cells, a diagonal recurrence), so it can miss
@@ -521,7 +543,12 @@ def lyapunov_spectrum(
     size, steps = h0.shape[0], xs.shape[0]
     q0 = resolve_frame(key, frame, size, k, h0.dtype)
     warmup = check_int("warmup", warmup, 0, steps - 1)
-    lam, q = _lyapunov_spectrum(cell, params, xs, h0, q0, warmup, method)
+    check_choice("scan", scan, ("sequential", "parallel"))
+    if scan == "parallel":  # k = 1: reduce of normalised products; k > 1: chunks + QR
+        lam, q = parallel_lyapunov_spectrum(cell, params, xs, h0, q0, warmup, method,
+                                            chunk=chunk)
+    else:
+        lam, q = _lyapunov_spectrum(cell, params, xs, h0, q0, warmup, method)
     return (lam, q) if return_vectors else lam
 
 

@@ -1,0 +1,307 @@
+"""Parallel-in-time scans (issue #17) against the sequential ones they replace.
+
+Tolerances (float64): a parallel result regroups the same products, so it differs from
+the sequential one by rounding only: ~T eps per summed log (1e-13 at T = 10^4) for the
+profile and the top exponent, ~eps e^L / C per chunk for the k-th exponent under the
+chunk rule (L = 18: 1e-8 asserted, ~1e-12 measured). DEER stops at a residual of
+128 eps and contracts the rest away: its states sit within ~1e-14 of the scan.
+"""
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import jax.random as jr
+import numpy as np
+import pytest
+
+import gradspec
+from gradspec.measure import _associative, parallel, spectra
+from gradspec.measure._inputs import check_trajectory_inputs
+
+from .test_cells import D, _cell_and_params
+
+#: Parallel vs sequential: every lag of the profile, and |delta lambda| * T.
+TOL_PROFILE = 1e-9
+TOL_TOP = 1e-9
+#: The k-th exponent when every chunk obeys the rule (and at the issue's
+#: C (lambda_1 - lambda_16) <= 18).
+TOL_TOPK = 1e-8
+#: DEER's states against the sequential scan.
+TOL_DEER = 1e-12
+
+
+def _tanh(gain, n, steps, seed=0, dtype=jnp.float64):
+    """A driven tanh RNN, W_hh ~ N(0, gain^2/N), checked as the spectra pass it on."""
+    cell = gradspec.cells.RNN("tanh")
+    init = gradspec.init.gaussian(gain)
+    params = cell.init(jr.key(seed), n, 1, recurrent_init=init, dtype=dtype)
+    xs = jr.normal(jr.key(seed + 1), (steps, 1), dtype)
+    cell, xs, h0 = check_trajectory_inputs(cell, params, xs, None)
+    return cell, params, xs, h0
+
+
+@pytest.fixture
+def small_blocks(monkeypatch):
+    """Blocks of 25 steps at S = 16 (64 at S = 10, 256 at S = 5, in float64), so that
+    short runs cross several, the last one padded."""
+    monkeypatch.setattr(_associative, "BLOCK_BYTES", 25 * 16 * 16 * 8 * 4)
+
+
+# -- the scaled-product kernels --------------------------------------------------------
+
+
+def test_products_by_hand():
+    rng = np.random.default_rng(0)
+    js = jnp.asarray(rng.normal(size=(7, 3, 3)))
+    ref = [np.eye(3)]
+    for j in np.asarray(js)[::-1]:  # suffixes J_7 ... J_i, the later on the left
+        ref.append(ref[-1] @ j)
+    ref = ref[:0:-1]
+    product = jax.jit(_associative.product)
+    mats, logs = jax.jit(_associative.suffix_products)(js)
+    np.testing.assert_allclose(np.exp(logs)[:, None, None] * mats, ref, rtol=1e-13)
+    m, s = product(js)
+    np.testing.assert_allclose(np.exp(s) * m, ref[0], rtol=1e-13)
+    # 7 factors of 10^300 I: 10^2100 is far past float64, its log is not.
+    m, s = product(jnp.broadcast_to(1e300 * jnp.eye(3), (7, 3, 3)))
+    assert float(s) == pytest.approx(2100 * np.log(10), rel=1e-14)
+    np.testing.assert_array_equal(m, jnp.eye(3))
+    # A zero factor: exactly zero, log -inf, no NaN.
+    m, s = product(js.at[3].set(0))
+    assert float(s) == -np.inf and not np.isnan(m).any() and not m.any()
+
+
+@pytest.mark.parametrize("diagonal", [False, True])
+def test_linear_recurrence_by_hand(diagonal):
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(9, 4) if diagonal else (9, 4, 4)) * 0.5
+    b, h = rng.normal(size=(9, 4)), rng.normal(size=4)
+    solve = jax.jit(_associative.linear_recurrence)
+    out = solve(jnp.asarray(a), jnp.asarray(b), jnp.asarray(h))
+    ref = []
+    for t in range(9):
+        h = (a[t] * h if diagonal else a[t] @ h) + b[t]
+        ref.append(h)
+    np.testing.assert_allclose(out, ref, rtol=1e-13, atol=1e-14)
+
+
+# -- the gradient profile --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["tanh", "lstm"])
+def test_gradient_profile_parallel_equals_sequential(name, getkey, small_blocks):
+    cell, params = _cell_and_params(name, getkey())
+    xs = jr.normal(getkey(), (300, D), jnp.float64)
+    size = cell.state_size(cell.hidden_size(params))
+    # One readout matrix of 3 rows (LSTM: on h only, zero on c), or the default vector.
+    readout = jr.normal(getkey(), (3, size), jnp.float64) if name == "tanh" else None
+    seq = gradspec.gradient_profile(cell, params, xs, readout=readout)
+    par = gradspec.gradient_profile(cell, params, xs, readout=readout, scan="parallel")
+    assert par.shape == (301,) and par.dtype == seq.dtype
+    np.testing.assert_allclose(par, seq, rtol=0, atol=TOL_PROFILE)
+    auto = gradspec.gradient_profile(cell, params, xs, readout=readout, scan="auto")
+    np.testing.assert_array_equal(auto, seq)
+
+
+def test_gradient_profile_parallel_at_T_10000(small_blocks):
+    # 400 blocks of 25 steps; the gradient falls by e^-3000.
+    cell, params, xs, h0 = _tanh(1.2, 16, 10_000)
+    seq = gradspec.gradient_profile(cell, params, xs, h0)
+    par = gradspec.gradient_profile(cell, params, xs, h0, scan="parallel")
+    assert float(seq[-1]) < -2000
+    np.testing.assert_allclose(par, seq, rtol=0, atol=TOL_PROFILE)
+
+
+def test_gradient_profile_parallel_dead_relu_and_float32():
+    relu = gradspec.cells.RNN("relu")
+    params = {"W_hh": jnp.eye(2), "W_xh": jnp.zeros((2, 1)), "b": -jnp.ones(2)}
+    prof = gradspec.gradient_profile(relu, params, jnp.zeros((5, 1)), jnp.zeros(2),
+                                     scan="parallel")
+    assert np.isfinite(prof[0]) and np.all(prof[1:] == -np.inf)  # all dead: no NaN
+    cell, params, xs, h0 = _tanh(1.5, 16, 1000, dtype=jnp.float32)
+    par = gradspec.gradient_profile(cell, params, xs, h0, scan="parallel")
+    seq = gradspec.gradient_profile(cell, params, xs, h0)
+    assert par.dtype == jnp.float32 and np.isfinite(par).all()
+    np.testing.assert_allclose(par, seq, rtol=1e-5, atol=1e-3)
+
+
+# -- exponents and singular values -----------------------------------------------------
+
+
+def test_top_exponent_equals_sequential(small_blocks):
+    cell, params, xs, h0 = _tanh(1.5, 16, 2000)
+    q0 = spectra.start_frame(None, 16, 1, jnp.float64)
+    warmup = 77  # the warm-up ends inside a block, the run crosses 77 more
+    lam, q = spectra._lyapunov_spectrum(cell, params, xs, h0, q0, warmup, "auto")
+    par, qp = parallel.parallel_top_exponent(cell, params, xs, h0, q0, warmup)
+    assert par.shape == (1,) and qp.shape == (16, 1)
+    assert abs(float(par[0] - lam[0])) * 2000 <= TOL_TOP
+    np.testing.assert_allclose(qp, q, atol=1e-12)
+
+
+def test_top_k_within_1e8_by_the_chunk_rule():
+    # The issue's case: C (lambda_1 - lambda_16) <= 18 at N = 64.
+    cell, params, xs, h0 = _tanh(1.2, 64, 1000)
+    q0 = spectra.start_frame(None, 64, 16, jnp.float64)
+    lam, q = spectra._lyapunov_spectrum(cell, params, xs, h0, q0, 100, "auto")
+    chunk = int(18 // float(lam[0] - lam[-1]))
+    with pytest.warns(UserWarning, match="chunk"):  # its worst chunk spans ~21 nats
+        par, _ = parallel.parallel_lyapunov_spectrum(cell, params, xs, h0, q0, 100,
+                                                     chunk=chunk)
+    assert chunk * float(lam[0] - lam[-1]) <= 18
+    np.testing.assert_allclose(par, lam, rtol=0, atol=TOL_TOPK)
+    # A wide spectrum (all 16 exponents, lambda_1 - lambda_16 = 2.3): the rule picks C.
+    cell, params, xs, h0 = _tanh(1.0, 16, 1000)
+    q0 = spectra.start_frame(None, 16, 16, jnp.float64)
+    lam, q = spectra._lyapunov_spectrum(cell, params, xs, h0, q0, 100, "auto")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # chunk=None never warns
+        par, qp = parallel.parallel_lyapunov_spectrum(cell, params, xs, h0, q0, 100)
+    np.testing.assert_allclose(par, lam, rtol=0, atol=TOL_TOPK)
+    assert np.abs(qp.T @ qp - np.eye(16)).max() < 1e-12
+    with pytest.raises(ValueError, match="chunk"):
+        parallel.parallel_lyapunov_spectrum(cell, params, xs, h0, q0, 100, chunk=0)
+
+
+def test_chunk_rule_by_hand():
+    assert parallel.spread_budget(np.float64) == pytest.approx(18.0, abs=0.03)
+    assert parallel.spread_budget(np.float32) == pytest.approx(7.97, abs=0.01)
+    assert parallel.chunk_for_spread(3.0, np.float64) == 6
+    assert parallel.chunk_for_spread(0.0, np.float64) == parallel.CHUNK_MAX
+    assert parallel.chunk_for_spread(np.inf, np.float64) == 1
+    assert parallel.chunk_for_spread(100.0, np.float32) == 1
+
+
+def test_exponents_under_jit_use_the_traced_chunk():
+    cell, params, xs, h0 = _tanh(1.0, 8, 400)
+    q0 = spectra.start_frame(None, 8, 4, jnp.float64)
+    lam, _ = spectra._lyapunov_spectrum(cell, params, xs, h0, q0, 0, "auto")
+    fn = jax.jit(
+        lambda p: parallel.parallel_lyapunov_spectrum(cell, p, xs, h0, q0, 0)[0])
+    np.testing.assert_allclose(fn(params), lam, rtol=0, atol=TOL_TOPK)
+
+
+def test_product_singular_values_equal_sequential():
+    cell, params, xs, h0 = _tanh(1.5, 8, 300)
+    rtol = spectra.default_rtol(jnp.float64)
+    ref = spectra._product_singular_values(cell, params, xs, h0, "auto", 30, rtol)
+    par = parallel.parallel_product_singular_values(
+        cell, params, xs, h0, "auto", 30, rtol, chunk=2,
+        sweeps=spectra._product_singular_values)
+    assert float(ref[0] - ref[-1]) > 600  # 260 decades apart
+    np.testing.assert_allclose(par, ref, rtol=1e-10)
+
+
+# -- DEER ------------------------------------------------------------------------------
+
+
+def _deer_case(steps, gain=1.1, seed=1):
+    # lambda_1 = -0.31 (seed 1, gain 1.1, N = 16); -0.06 at gain 1.8 (seed 0).
+    cell, params, xs, h0 = _tanh(gain, 16, steps, seed=seed)
+    return cell, params, xs, h0
+
+
+@pytest.mark.parametrize("steps", [1000, 10_000])
+def test_deer_converges_in_few_iterations_at_any_length(steps):
+    cell, params, xs, h0 = _deer_case(steps)
+    out = gradspec.trajectory(cell, params, xs, h0, scan="deer")
+    assert bool(out.converged) and int(out.iterations) <= 8
+    seq = gradspec.trajectory(cell, params, xs, h0)
+    np.testing.assert_allclose(out.states, seq, rtol=0, atol=TOL_DEER)
+
+
+@pytest.mark.slow
+def test_deer_at_T_100000():
+    cell, params, xs, h0 = _deer_case(100_000)
+    out = gradspec.trajectory(cell, params, xs, h0, scan="deer")
+    assert bool(out.converged) and int(out.iterations) <= 8
+    seq = gradspec.trajectory(cell, params, xs, h0)
+    np.testing.assert_allclose(out.states, seq, rtol=0, atol=TOL_DEER)
+
+
+@pytest.mark.parametrize("gain", [1.8, 3.0])
+def test_deer_falls_back_where_lambda_is_near_or_above_zero(gain):
+    # gain 1.8: lambda_1 = -0.06 (Newton needs ~150 iterations); 3.0: chaotic, +0.12,
+    # where the linear solves overflow. Both: the sequential scan, flagged, no NaN.
+    cell, params, xs, h0 = _tanh(gain, 16, 1000)
+    lam = gradspec.lyapunov_spectrum(cell, params, xs, h0, k=1, warmup=100)
+    assert float(lam[0]) >= -0.061
+    out = gradspec.trajectory(cell, params, xs, h0, scan="deer")
+    assert not bool(out.converged) and np.isfinite(out.states).all()
+    np.testing.assert_array_equal(out.states, gradspec.trajectory(cell, params, xs, h0))
+
+
+def test_quasi_deer_on_a_nearly_diagonal_network(getkey):
+    cell = gradspec.cells.RNN("tanh")
+    W = 0.5 * jnp.eye(16) + 0.02 * jr.normal(getkey(), (16, 16), jnp.float64)
+    params = {"W_hh": W, "W_xh": jnp.ones((16, 1)), "b": jnp.zeros(16)}
+    xs = jr.normal(getkey(), (500, 1), jnp.float64)
+    out = gradspec.trajectory(cell, params, xs, scan="quasi-deer")
+    assert bool(out.converged) and int(out.iterations) < 40
+    np.testing.assert_allclose(out.states, gradspec.trajectory(cell, params, xs),
+                               rtol=0, atol=TOL_DEER)
+
+
+
+def test_deer_float32_gru_under_jit_and_vmap(getkey):
+    cell, params = _cell_and_params("gru", getkey())
+    params = jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), params)
+    xs = jr.normal(getkey(), (2, 200, D), jnp.float32)
+    deer = lambda x: gradspec.trajectory(cell, params, x, scan="deer")
+    out = jax.jit(jax.vmap(deer))(xs)
+    assert out.states.dtype == jnp.float32 and bool(out.converged.all())
+    np.testing.assert_allclose(out.states[1], gradspec.trajectory(cell, params, xs[1]),
+                               rtol=0, atol=1e-5)
+    # The profile under the same transforms, against the sequential scan's.
+    prof = lambda x: gradspec.gradient_profile(cell, params, x, scan="parallel")
+    np.testing.assert_allclose(jax.jit(jax.vmap(prof))(xs)[0],
+                               gradspec.gradient_profile(cell, params, xs[0]),
+                               rtol=0, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_T_one_million_at_N_16():
+    cell, params, xs, h0 = _deer_case(1_000_000)
+    out = gradspec.trajectory(cell, params, xs, h0, scan="deer")
+    seq = gradspec.trajectory(cell, params, xs, h0)
+    assert bool(out.converged) and np.isfinite(out.states).all()
+    np.testing.assert_allclose(out.states, seq, rtol=0, atol=TOL_DEER)
+    prof = gradspec.gradient_profile(cell, params, xs, h0, scan="parallel")
+    assert np.isfinite(prof).all()
+    np.testing.assert_allclose(prof, gradspec.gradient_profile(cell, params, xs, h0),
+                               rtol=0, atol=1e-7)  # T eps |l| at |l| ~ 3e5
+    q0 = spectra.start_frame(None, 16, 1, jnp.float64)
+    lam = spectra._lyapunov_spectrum(cell, params, xs, h0, q0, 1000, "auto")[0]
+    par = parallel.parallel_top_exponent(cell, params, xs, h0, q0, 1000)[0]
+    assert abs(float(par[0] - lam[0])) * 1e6 <= 1e-7
+
+
+def test_errors(getkey):
+    cell, params = _cell_and_params("tanh", getkey())
+    xs = jnp.ones((10, D), jnp.float64)
+    with pytest.raises(ValueError, match="scan"):
+        gradspec.trajectory(cell, params, xs, scan="parallel")
+    with pytest.raises(ValueError, match="scan"):
+        gradspec.gradient_profile(cell, params, xs, scan="deer")
+    with pytest.raises(ValueError, match="max_iterations"):
+        gradspec.trajectory(cell, params, xs, scan="deer", max_iterations=0)
+    with pytest.raises(TypeError, match="max_iterations"):
+        gradspec.trajectory(cell, params, xs, scan="deer", max_iterations=2.5)
+
+
+def test_public_scan_argument_of_the_spectra(getkey):
+    """lyapunov_spectrum / product_singular_values(scan="parallel") give the sequential
+    numbers: a contracting tanh RNN, float64, 300 steps (chunks hold the spread within
+    the rule, so the chunk products lose nothing above 1e-10)."""
+    cell, params = _cell_and_params("tanh", getkey())
+    xs = jr.normal(getkey(), (300, D), jnp.float64)
+    for k in (1, 3):
+        seq = gradspec.lyapunov_spectrum(cell, params, xs, k=k, warmup=30)
+        par = gradspec.lyapunov_spectrum(cell, params, xs, k=k, warmup=30, scan="parallel")
+        np.testing.assert_allclose(par, seq, rtol=0, atol=1e-10)
+    seq = gradspec.product_singular_values(cell, params, xs[:60])
+    par = gradspec.product_singular_values(cell, params, xs[:60], scan="parallel", chunk=4)
+    np.testing.assert_allclose(par, seq, rtol=1e-10, atol=1e-10)
+    with pytest.raises(ValueError, match="scan"):
+        gradspec.lyapunov_spectrum(cell, params, xs, scan="deer")
