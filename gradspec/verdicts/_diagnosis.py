@@ -103,8 +103,8 @@ CARRIER_MASS = 0.9
 @functools.partial(jax.jit, static_argnames="cell")
 @full_precision
 def _unit_weights(cell, params, xs, h0, q0, readout_rows):
-    r"""Per state entry: the squared top forward Lyapunov vector at the end of the run,
-    and its share of the readout's transported gradient over all lags,
+    r"""Per state entry: the squared first column of the Benettin frame at the end of the
+    run (the top backward Lyapunov vector), and its share of the readout's transported gradient over all lags,
     :math:`\sum_k g_k(i)^2 / \sum_k \|g_k\|^2` (:math:`g_k = R P J_T \cdots J_{T-k+1}`,
     summed in the log domain): a lag counts by its gradient's size, so a unit that only
     a vanished gradient reaches has no share."""
