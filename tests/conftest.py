@@ -15,3 +15,14 @@ def getkey():
     """A fresh PRNG key per call, deterministic per test."""
     keys = iter(jr.split(jr.key(0), 10_000))
     return lambda: next(keys)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _free_compiled_code():
+    """Drop JAX's compiled executables after every test module. The suite compiles
+    thousands of programs in one process; each holds memory mappings of its machine code,
+    and two full runs at ~60% of the suite died inside XLA's compiler (a segfault and an
+    abort) as the process neared the kernel's vm.max_map_count (65530). Recompiling per
+    module costs a little time and keeps the count bounded."""
+    yield
+    jax.clear_caches()
