@@ -267,6 +267,28 @@ def test_an_exactly_vanished_gradient_is_said_in_words():
     assert any("log_gradient_ratio = -inf" in r for r in p.reasons)
 
 
+def test_collapsed_trajectories_do_not_decide_the_rate_of_the_others():
+    """An IRNN (W_hh = I, relu) from h0 = 0: a sequence of zeros keeps every unit at
+    a = 0, where relu' = 0, so its Jacobians are exactly 0 (exponent -inf); a sequence
+    of ones keeps every unit on, J = I, exponent exactly 0. A batch's gradient is
+    carried by the second kind, so the verdict is critical (0), not -inf, and the
+    collapse is said in words. (Found by `verify --study`: relu IRNNs on delayed XOR
+    and digits were called vanishing at -inf while their training gradient was critical.)"""
+    n, T = 8, 40
+    cell = cells.RNN("relu")
+    params = {"W_hh": jnp.eye(n), "W_xh": jnp.ones((n, 1)), "b": jnp.zeros(n)}
+    xs = jnp.concatenate([jnp.zeros((3, T, 1)), jnp.ones((5, T, 1))])
+    p = gradspec.predict(cell, params, T=T, inputs=xs, samples=8, h0=jnp.zeros(n))
+    # J = I exactly; the QR of a random frame returns |R_ii| = 1 to rounding (~1e-16/step).
+    assert abs(p.measured_lyapunov) < 1e-12 and p.uncertainty < 1e-12
+    assert p.regime == "critical" and abs(p.log_gradient_ratio) < 1e-10
+    assert any("3 of 8 sampled trajectories collapsed exactly" in r for r in p.reasons)
+    # Every sequence collapsed: then, and only then, the gradient is exactly zero.
+    gone = gradspec.predict(cell, params, T=T, inputs=xs[:3], samples=3, h0=jnp.zeros(n))
+    assert gone.measured_lyapunov == -math.inf and gone.regime == "vanishing"
+    assert any("log_gradient_ratio = -inf" in r for r in gone.reasons)
+
+
 def test_predict_reports_the_gated_theory_beside_the_network():
     """An LSTM drawn from the gated model (sigma = 1, mu_f = 1, rho_g = 0.5): predict
     reads the per-gate statistics back off the weights (sampling error O(N^-1/2) and

@@ -52,9 +52,16 @@ def sampled_exponent(cell, params, xs, key, readout=None, h0=None):
     One trajectory per input sequence of ``xs`` (B, L, D), each from its own start by
     the default start rule (:func:`gradspec.start_state` with a key drawn from ``key``)
     with a random start frame, the first min(128, L/4) steps discarded
-    (:func:`gradspec.measurement`); ``h0`` (S,), when given, starts every one. Returns ``(mean, standard error, finite,
-    measurement)``, ``finite`` (B,) bool: whether each trajectory stayed finite (an
-    overflowing one counts up to its overflow).
+    (:func:`gradspec.measurement`); ``h0`` (S,), when given, starts every one. Returns
+    ``(mean, standard error, finite, measurement)``, ``finite`` (B,) bool: whether each
+    trajectory stayed finite (an overflowing one counts up to its overflow).
+
+    A trajectory whose exponent is exactly -inf collapsed (every path passes
+    a zero derivative at some step, e.g. all relu units off): its gradient past that
+    step is exactly zero and adds nothing to a batch's gradient, which the other
+    sequences carry. So the mean is over the others, as a training run's recorded
+    gradient averages the finite log-norms of its batch; it is -inf only
+    when every trajectory collapsed.
     """
     k_h, k_q = jr.split(key)
     if h0 is None:
@@ -62,13 +69,14 @@ def sampled_exponent(cell, params, xs, key, readout=None, h0=None):
     m = measurement(cell, params, xs, h0, readout=readout,
                     warmup=min(SAMPLE_WARMUP, xs.shape[1] // 4), key=k_q)
     lam, counted = np.asarray(m.lyapunov, np.float64), np.asarray(m.steps)
-    valid = (counted > 0) | (lam == -math.inf)  # a collapse at once is still an answer
-    measured = float(lam[valid].mean()) if valid.any() else math.nan
-    if measured == -math.inf:  # some trajectory collapsed exactly: no spread to speak of
-        spread = 0.0
-    else:
+    collapsed = lam == -math.inf
+    valid = (counted > 0) & ~collapsed
+    if valid.any():
+        measured = float(lam[valid].mean())
         spread = (float(lam[valid].std(ddof=1) / math.sqrt(valid.sum())) if valid.sum() > 1
                   else math.inf)
+    else:  # every trajectory collapsed exactly (-inf, no spread), or none was counted
+        measured, spread = (-math.inf, 0.0) if collapsed.any() else (math.nan, math.inf)
     return measured, spread, np.asarray(m.finite), m
 
 
@@ -215,6 +223,12 @@ def predict(cell, params, T: int, key=None, inputs=None, *, samples: int = SAMPL
         if isinstance(cell, (LSTM, GRU)):
             mf, why = _gated_theory(cell, params, None if inputs is None else xs, measured, spread)
             reasons.append(why)
+    n_collapsed = int(np.sum(np.asarray(m.lyapunov) == -np.inf))
+    if 0 < n_collapsed < samples:
+        reasons.append(f"{n_collapsed} of {samples} sampled trajectories collapsed exactly "
+                       "(every path through the recurrence passes a zero derivative at some "
+                       "step): their gradient past it is exactly zero and adds nothing to a "
+                       "batch's; lambda_max is the others' mean")
     n_finite = int(np.asarray(finite).sum())
     if n_finite < samples:
         reasons.append(f"{samples - n_finite} of {samples} sampled trajectories overflowed "
