@@ -80,3 +80,22 @@ def test_per_sequence_starts_and_frames(getkey):
             m.profile[b], gradspec.gradient_profile(cell, params, xs[b], h0[b]), atol=1e-12)
     with pytest.raises(ValueError, match=r"`h0` must have shape \(16,\) or \(3, 16\)"):
         gradspec.measurement(cell, params, xs, h0[:2])
+
+
+def test_a_collapse_in_the_warmup_is_transient_one_after_it_is_minus_inf():
+    """IRNN (W_hh = I, relu, W_xh = 1) from h = 0: zero inputs hold every unit at
+    a = 0, where relu' = 0 (J = 0 exactly); ones keep every unit on (J = I, growth 0).
+    Zeros only inside the warm-up: the rate over the window is exactly 0 (a start at
+    h = 0 through a blank prefix, as pixel-by-pixel digits begin, is a transient).
+    Zeros after the warm-up from h = 0 again: the product over the window is 0, -inf."""
+    n = 6
+    cell = cells.RNN("relu")
+    params = {"W_hh": jnp.eye(n), "W_xh": jnp.ones((n, 1)), "b": jnp.zeros(n)}
+    blank_start = jnp.concatenate([jnp.zeros((3, 1)), jnp.ones((37, 1))])
+    m = gradspec.measurement(cell, params, blank_start, jnp.zeros(n), warmup=10)
+    assert abs(float(m.lyapunov)) < 1e-12 and int(m.steps) == 30
+    # The state returns to exactly 0 only if the recurrence lets it: W_hh = 0 does.
+    params0 = dict(params, W_hh=jnp.zeros((n, n)))
+    blank_late = blank_start.at[25:28].set(0.0)
+    m = gradspec.measurement(cell, params0, blank_late, jnp.zeros(n), warmup=10)
+    assert float(m.lyapunov) == -np.inf

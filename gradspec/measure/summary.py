@@ -6,10 +6,11 @@ training step, over seeds, or to optimise an initialization):
 
 - ``lyapunov``: the top exponent along each sequence,
   :math:`\lambda_1 = \frac{1}{n} \sum_{t} \log \|J_t q_{t-1}\|` over the steps after the
-  warm-up and before the state or the frame first stops being finite (an unbounded
-  ReLU/linear orbit overflows; its growth up to then is the answer; a frame that
-  collapses to exactly zero, e.g. through dead relu units, gives :math:`-\infty`), from
-  the random start frame of :func:`gradspec.lyapunov_spectrum`;
+  warm-up and before the state first stops being finite (an unbounded ReLU/linear orbit
+  overflows; its growth up to then is the answer; a frame that collapses to exactly
+  zero after the warm-up, e.g. through dead relu units, gives :math:`-\infty`; inside
+  the warm-up it is part of the transient), from the random start frame of
+  :func:`gradspec.lyapunov_spectrum`;
 - ``profile``: :func:`gradspec.gradient_profile` with the default readout, and its
   slope ``profile_rate`` (:func:`gradspec.profile_rate`);
 - with a ``readout`` (the model's own, (N_out,) or (M, N_out)): ``loss_profile``
@@ -55,15 +56,18 @@ def _top_exponent(cell, params, xs, h0, q0, warmup):
     forward, _ = _frame_sweeps(cell, params, xs, prev, "auto")
     _, logd = forward(q0)
     states_finite = jnp.isfinite(hs).all(1)
-    ok = jnp.cumprod((states_finite & jnp.isfinite(logd[:, 0])).astype(jnp.int32)).astype(bool)
+    alive = jnp.cumprod(states_finite.astype(jnp.int32)).astype(bool)  # before overflow
     # Discard the warm-up, but never more than a quarter of the finite steps.
-    counted = ok & (jnp.arange(xs.shape[0]) >= jnp.minimum(warmup, ok.sum() // 4))
+    window = alive & (jnp.arange(xs.shape[0]) >= jnp.minimum(warmup, alive.sum() // 4))
+    growth = logd[:, 0]
+    counted = window & jnp.isfinite(growth)
     n = counted.sum()
-    lam = jnp.where(counted, logd[:, 0], 0.0).sum() / jnp.maximum(n, 1).astype(logd.dtype)
-    # A frame that collapses to exactly zero (every unit's derivative 0: dead relu units)
-    # while the state stays finite: the growth is exactly zero, lambda_1 = -inf.
-    first = jnp.argmin(ok)
-    collapsed = ~ok.all() & (logd[first, 0] == -jnp.inf) & states_finite[first]
+    lam = jnp.where(counted, growth, 0.0).sum() / jnp.maximum(n, 1).astype(logd.dtype)
+    # The frame collapsed to exactly zero after the warm-up (every path through the step
+    # has a zero derivative: dead relu units) while the state stayed finite: the product
+    # over the window is exactly zero, lambda_1 = -inf. A collapse inside the warm-up
+    # (a start at h = 0 through zero inputs) is part of the transient it discards.
+    collapsed = jnp.any(window & (growth == -jnp.inf))
     return jnp.where(collapsed, -jnp.inf, lam), n, states_finite.all()
 
 
