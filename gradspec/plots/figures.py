@@ -60,6 +60,7 @@ from ._figure_data import (
     compute_training_curves,
 )
 from ._figure_data import lyapunov_points as lyapunov_points
+from .gated import compute_gated_phase_diagram, draw_gated_phase_diagram
 from ._figure_draw import (
     draw_agreement,
     draw_eigenvalues,
@@ -260,6 +261,44 @@ FIGURES: dict[str, _Figure] = {
             },
         },
         description="mean-field lambda_max over (sigma_w, sigma_b), chi = 1, measured",
+    ),
+    "gated_phase_diagram": _Figure(
+        compute_gated_phase_diagram,
+        draw_gated_phase_diagram,
+        # Quenched theory at the measured networks' N; the annealed grid is coarser (a
+        # particle scan per point costs several quenched solves).
+        full={
+            "sigma": [0.3, 2.0, 35],
+            "mu_f": [-1.0, 5.0, 49],
+            "rho_g": 0.5,
+            "hidden": 256,
+            "annealed": {"sigma": [0.3, 2.0, 18], "mu_f": [-1.0, 5.0, 25]},
+            "measured": {
+                "sigma": [0.5, 1.7, 3],
+                "mu_f": [0.0, 3.0, 3],
+                "N": 256,
+                "T": 1500,
+                "warmup": 500,
+            },
+            "seed": 0,
+        },
+        quick={
+            "sigma": [0.3, 2.0, 12],
+            "mu_f": [-1.0, 5.0, 16],
+            "rho_g": 0.5,
+            "hidden": 128,
+            "annealed": {"sigma": [0.3, 2.0, 5], "mu_f": [-1.0, 5.0, 7]},
+            "measured": {
+                "sigma": [0.5, 1.7, 3],
+                "mu_f": [0.0, 3.0, 3],
+                "N": 128,
+                "T": 600,
+                "warmup": 200,
+            },
+            "seed": 0,
+        },
+        description="LSTM quenched lambda_max over (sigma, mu_f), quenched and annealed "
+        "lambda = 0 lines, measured networks",
     ),
     "training_curves": _Figure(
         compute_training_curves,

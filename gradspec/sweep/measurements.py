@@ -30,6 +30,7 @@ from .. import theory, training
 from .._checks import check_choice, check_int
 from ..cells import NONLINEARITIES, RNN
 from ..measure import gradient_profile, lyapunov_spectrum, profile_rate, trajectory
+from . import gated_measurements as _gated
 
 __all__ = ["Measurement", "register", "get_measurement", "measurements", "random_rnn"]
 
@@ -314,6 +315,16 @@ register(
     description="gradient profile of a random vanilla RNN after a warm-up: rate, "
     "log_ratio, profile (T - warmup + 1,)",
     chunk_size=16,
+)
+
+# Gated cells (gradspec.sweep.gated_measurements): the gate hyperparameters as traced
+# axes sigma, mu, rho, nu and per-gate <name>_<gate> overrides.
+register("gated_mean_field", _gated.gated_mean_field_point, **_gated.MEAN_FIELD_SPEC)
+register(
+    "gated_lyapunov",
+    _gated.gated_lyapunov_point,
+    check=lambda c: (_check_seed(c), _gated.check_gated_lyapunov(c)),
+    **_gated.LYAPUNOV_SPEC,
 )
 
 
