@@ -17,8 +17,15 @@ interleaved rounds (as ``benchmarks/_timing.py`` does), best round reported:
 and ``sweep`` once more into a fresh store (``with_store_s``: JSONL + fsync cost).
 ``speedup_vs_loop`` divides numbers of the same process and rounds.
 
+``--batching`` instead times, in this process (its devices), how a device evaluates
+the points of a chunk: ``vmap_chunk`` vmaps all of them at once (``batch_size`` = the
+chunk per device: gradspec before issue #18), ``auto`` is the default
+(``batch_size=None``: on a CPU, networks of N >= 128 one at a time), interleaved,
+with the largest difference of ``lambda_max`` between the two.
+
     python -m benchmarks.sweep_scaling --out sweep_scaling.json
     python -m benchmarks.sweep_scaling --quick --out /tmp/s.json   # smoke run
+    python -m benchmarks.sweep_scaling --batching --N 256 --T 2000 --rounds 2
 
 Emulated devices share the host's cores. XLA's CPU backend does not keep all cores
 busy with one device's small batched steps, so up to the core count emulated devices
@@ -140,6 +147,43 @@ def _worker(args) -> list:
     return rows
 
 
+def _batching(args) -> dict:
+    """Points/s of one lyapunov sweep with each batching (see the module docstring)."""
+    grid, options = _grid(args.points), _options(args)["lyapunov"]
+    ndev = len(jax.local_devices())
+    chunk = args.chunk_size or gs.get_measurement("lyapunov").chunk_size * ndev
+    methods = {"vmap_chunk": chunk // ndev, "auto": None}
+
+    def run(batch):
+        return gs.sweep("lyapunov", grid, options=options, chunk_size=chunk,
+                        batch_size=batch, progress=False)
+
+    first, times, lam = {}, {m: [] for m in methods}, {}
+    for method, batch in methods.items():  # compile + warm-up, not in the statistics
+        t0 = time.perf_counter()
+        lam[method] = np.array([r["results"]["lambda_max"] for r in run(batch).records])
+        first[method] = time.perf_counter() - t0
+    order = list(methods)
+    for r in range(args.rounds):  # interleaved: A B, B A, ...
+        for method in order[r % 2:] + order[: r % 2]:
+            t0 = time.perf_counter()
+            run(methods[method])
+            times[method].append(time.perf_counter() - t0)
+    rows = [{"method": m, "batch_size": methods[m], "points": len(lam[m]),
+             "chunk_size": chunk, "devices": ndev, "first_call_s": round(first[m], 3),
+             "run_best_s": round(min(times[m]), 3),
+             "points_per_s": round(len(lam[m]) / min(times[m]), 2)} for m in methods]
+    return {"benchmark": "sweep_batching", "platform": jax.devices()[0].platform,
+            "device_kind": jax.devices()[0].device_kind,
+            "lyapunov": options, "grid": f"{args.points} points (sigma_w x sigma_b)",
+            "load_average": list(os.getloadavg()),
+            "speedup_auto_vs_vmap_chunk": round(min(times["vmap_chunk"])
+                                                / min(times["auto"]), 2),
+            "max_abs_diff_lambda_max": float(np.abs(lam["auto"]
+                                                    - lam["vmap_chunk"]).max()),
+            "results": rows}
+
+
 def _spawn(args, devices: int) -> list:
     env = dict(os.environ)
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
@@ -168,6 +212,9 @@ def main(argv=None) -> int:
                    "default times the devices)")
     p.add_argument("--devices", type=int, nargs="+", default=list(DEVICE_COUNTS))
     p.add_argument("--quick", action="store_true", help="64 points, N=32, T=100, 2 rounds")
+    p.add_argument("--batching", action="store_true",
+                   help="compare vmapping a whole chunk with the default batching "
+                   "(lyapunov only, in this process)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.quick:
@@ -175,6 +222,8 @@ def main(argv=None) -> int:
     if args.worker:
         print(json.dumps(_worker(args)))
         return 0
+    if args.batching:
+        return _write(_batching(args), args.out)
 
     rows = []
     for n in args.devices:
@@ -193,9 +242,13 @@ def main(argv=None) -> int:
                 "in the same process and rounds; with_store_s writes a fresh store.",
         "results": rows,
     }
+    return _write(report, args.out)
+
+
+def _write(report: dict, out: str | None) -> int:
     text = json.dumps(report, indent=2)
-    if args.out:
-        with open(args.out, "w") as f:
+    if out:
+        with open(out, "w") as f:
             f.write(text + "\n")
     else:
         print(text)

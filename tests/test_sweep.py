@@ -19,6 +19,7 @@ import time
 import warnings
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np
@@ -28,7 +29,7 @@ import gradspec
 import gradspec.sweep as gs
 from gradspec import theory
 from gradspec.cli.sweep import main as cli_main
-from gradspec.sweep import store as _store
+from gradspec.sweep import batching, store as _store
 
 from .helpers import EPS64, assert_mean_field_close, assert_within, log_product_atol
 
@@ -194,6 +195,56 @@ def test_lyapunov_point_equals_lyapunov_spectrum():
         assert all(np.array_equal(params[n], params2[n]) for n in params)
         assert np.array_equal(xs, xs2)
     assert res.records[3]["results"]["lambda_max"] != res.records[7]["results"]["lambda_max"]
+
+
+@pytest.mark.slow  # four compiled programs at N = 128: ~12 s of CPU
+def test_batched_equals_one_point_at_a_time():
+    """A chunk's points vmapped together, in lax.map'd batches (a remainder
+    included), or one at a time (the CPU's choice at N = 128) agree with each other and
+    with a direct call per point."""
+    N, T, warmup = 128, 40, 8
+    grid = {"sigma_w": [0.6, 0.8, 1.0, 1.2, 1.4]}
+    opts = {"N": N, "T": T, "warmup": warmup, "k": 2, "sigma_b": 0.1, "seed": 5}
+    # None: one at a time here (asserted below); 3: a batch of 3 and a remainder of 1;
+    # 4: the whole chunk vmapped. Chunks: 4 points, then 1 padded to 4.
+    runs = {b: gs.sweep("lyapunov", grid, options=opts, chunk_size=4,
+                        batch_size=b).records for b in (None, 3, 4)}
+    for r in runs[None]:
+        c = r["config"]
+        _, params, xs, h0 = _documented_rnn(c, r["hash"], N, T)
+        direct = np.asarray(gradspec.lyapunov_spectrum(
+            gradspec.cells.RNN("tanh"), params, xs, h0, k=2, warmup=warmup))
+        for b, records in runs.items():
+            got = _by_hash(records)[r["hash"]]["results"]["exponents"]
+            # float64: batching reorders the sums of each mat-vec (a few eps), which
+            # the 40 steps amplify by at most e^(lambda_max T) < e^4 (sigma_w <= 1.4).
+            np.testing.assert_allclose(got, direct, rtol=1e-11, atol=1e-12,
+                                       err_msg=f"batch_size={b}")
+
+
+def test_batch_width_rule_and_batch_size():
+    # The rule: on a CPU, a batch's largest matrix-product operands <= 16384 elements.
+    one = lambda n: jax.make_jaxpr(lambda v, key: gs.get_measurement("lyapunov").fn(
+        v, key, nonlinearity="tanh", N=n, T=5, warmup=1, k=1, sigma_x=0.0))(
+        {"sigma_w": 1.0, "sigma_b": 0.0}, jr.key(0)).jaxpr
+    assert [batching.batch_width(one(n), "cpu", 16) for n in (8, 32, 64, 128, 256)] == \
+        [16, 16, 4, 1, 1]
+    assert batching.batch_width(one(256), "gpu", 16) == 16  # fill the device
+    # A width below the length maps (a scan) over vmapped batches, the rest a remainder.
+    xs = jnp.arange(5.0)
+    for width, scans in ((5, 0), (8, 0), (2, 1), (1, 1)):
+        f = batching.over_points(lambda x: {"y": x**2}, width, 5)
+        assert str(jax.make_jaxpr(f)(xs)).count("scan[") == scans, width
+        assert np.array_equal(f(xs)["y"], xs**2)
+    # Any batching gives the same values (mean field: vmapped by default).
+    grid = {"sigma_w": [0.5, 0.9, 1.3, 1.7, 2.1], "sigma_b": [0.0, 0.3]}
+    runs = [[r["results"]["chi"] for r in gs.sweep("mean_field", grid, chunk_size=8,
+                                                   batch_size=b).records]
+            for b in (None, 1, 3)]
+    np.testing.assert_allclose(runs[1:], [runs[0]] * 2, rtol=1e-13)  # float64 rounding
+    for bad, err in ((0, ValueError), (1.5, TypeError)):
+        with pytest.raises(err, match="batch_size"):
+            gs.sweep("mean_field", {"sigma_w": [1.0]}, batch_size=bad)
 
 
 _PROFILE_OPTIONS = {"N": 10, "T": 110, "warmup": 20}

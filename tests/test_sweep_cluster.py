@@ -446,6 +446,9 @@ def chunk(*args, **kwargs):  # slowed down, and failing where the test says
     calls.append(1)
     if me == int(os.environ.get("FAIL_PROCESS", -1)) and len(calls) == 2:
         raise RuntimeError(f"simulated failure on process {me}")
+    if os.environ.get("GLOO") and len(calls) == 1:  # gloo prints to fd 1 from C++
+        from jax.experimental import multihost_utils
+        multihost_utils.sync_global_devices("gloo")
     time.sleep(float(os.environ.get("CHUNK_SLEEP", "0")))
     return run_chunk(*args, **kwargs)
 runner._run_chunk = chunk
@@ -463,24 +466,27 @@ N_POINTS = 12
 PAIR_TIMEOUT = 240
 
 
-def _pair(tmp_path, *args, configs=None, env=None, counts=(2, 2)):
-    """Start processes 0 and 1 of ``gradspec sweep`` (2 CPU devices each)."""
+def _process(tmp_path, port, process_id, count, *args, config=None, env=None):
+    """Start one process of ``gradspec sweep`` (2 CPU devices)."""
     script = tmp_path / "cli.py"
     script.write_text(_CLI)
+    config = config or tmp_path / "c.toml"
+    if not config.exists():
+        config.write_text(_CONFIG)
+    return subprocess.Popen(
+        [sys.executable, str(script), str(config), "--store", str(tmp_path / "store"),
+         *map(str, args), "--coordinator", f"localhost:{port}", "--num-processes",
+         str(count), "--process-id", str(process_id)],
+        cwd=ROOT, env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=2",
+                           **(env or {})),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _pair(tmp_path, *args, configs=None, env=None, counts=(2, 2)):
+    """Start processes 0 and 1 of ``gradspec sweep``."""
     port = _free_port()
-    procs = []
-    for i in range(2):
-        config = (configs or [None, None])[i] or tmp_path / "c.toml"
-        if not config.exists():
-            config.write_text(_CONFIG)
-        procs.append(subprocess.Popen(
-            [sys.executable, str(script), str(config), "--store", str(tmp_path / "store"),
-             *map(str, args), "--coordinator", f"localhost:{port}", "--num-processes",
-             str(counts[i]), "--process-id", str(i)],
-            cwd=ROOT, env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=2",
-                               **(env or {})),
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    return procs
+    return [_process(tmp_path, port, i, counts[i], *args, env=env,
+                     config=(configs or [None, None])[i]) for i in range(2)]
 
 
 def _wait(procs, timeout=PAIR_TIMEOUT):
@@ -499,7 +505,7 @@ def _wait(procs, timeout=PAIR_TIMEOUT):
 
 def _no_cxx_noise(results):
     for rc, out, err, _ in results:
-        assert "Check failure stack trace" not in err and "[Gloo]" not in out + err, err
+        assert "Check failure stack trace" not in err and "[Gloo]" not in out, err
 
 
 @pytest.mark.slow  # two pairs of processes (~15 s on 2 cores)
@@ -519,12 +525,70 @@ def test_processes_with_different_options_or_grids_refuse_and_write_nothing(tmp_
         assert not (case / "store").exists()  # nothing written, not even a directory
 
 
-@pytest.mark.slow  # a pair of processes (~10 s on 2 cores)
+@pytest.mark.slow  # two pairs of processes (~10 s and ~25 s on 2 cores)
 def test_process_count_mismatch_is_named(tmp_path):
+    # A worker told more processes than the coordinator joins its smaller job
+    # (jax.distributed says nothing): the sweep's start names the difference.
     results = _wait(_pair(tmp_path, counts=(2, 3)))
+    _no_cxx_noise(results)
     for rc, _, err, _ in results:
         assert rc == 2 and "started with different process counts (processes [0] with " \
             "2; processes [1] with 3)" in err, err
+    assert not (tmp_path / "store").exists()
+    # A coordinator told 4 and a worker told 2: the coordinator waits for processes 2
+    # and 3, which never come. Both explain after --init-timeout instead of hanging.
+    init_timeout = 15
+    results = _wait(_pair(tmp_path, "--init-timeout", init_timeout, counts=(4, 2)))
+    _no_cxx_noise(results)
+    for rc, out, err, seconds in results:
+        assert rc == 2 and out == "", err
+        assert f"not every process joined within {init_timeout} s" in err
+        assert "the same --num-processes P" in err
+        assert seconds < init_timeout + 30  # + the imports, on 2 busy cores
+    assert not (tmp_path / "store").exists()
+
+
+def test_coordinator_port_in_use_is_refused_before_joining():
+    from gradspec.cli.sweep import _check_coordinator_port
+
+    with socket.socket() as server:  # a coordinator already serving on this host
+        server.bind(("", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        with pytest.raises(RuntimeError, match=re.escape(
+                f"--process-id 0 serves the coordinator on port {port} of this host "
+                f"(localhost:{port}), but the port is in use")) as err:
+            _check_coordinator_port(f"localhost:{port}")
+        assert "another process was started with --process-id 0" in str(err.value)
+    _check_coordinator_port(f"localhost:{port}")  # free again: no error
+    for bad in ("localhost", "localhost:http", ":1234"):
+        with pytest.raises(ValueError, match="--coordinator must be HOST:PORT"):
+            _check_coordinator_port(bad)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("localhost", port)) == 0
+
+
+@pytest.mark.slow  # two processes, one waiting for --init-timeout (~25 s on 2 cores)
+def test_two_processes_with_the_same_process_id(tmp_path):
+    port, init_timeout = _free_port(), 20
+    first = _process(tmp_path, port, 0, 2, "--init-timeout", init_timeout)
+    deadline = time.monotonic() + PAIR_TIMEOUT
+    while not _listening(port) and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # the first one serves the coordinator now
+    second = _process(tmp_path, port, 0, 2, "--init-timeout", init_timeout)
+    (rc2, out2, err2, t2), = _wait([second])
+    assert rc2 == 2 and out2 == "", err2
+    assert t2 < init_timeout  # refused at once (the time is mostly the imports)
+    assert "another process was started with --process-id 0" in err2
+    assert f"port {port} of this host" in err2
+    (rc1, out1, err1, t1), = _wait([first])
+    assert rc1 == 2 and out1 == "", err1
+    assert f"not every process joined within {init_timeout} s" in err1
+    assert "a process id given twice" in err1
+    _no_cxx_noise([(rc1, out1, err1, t1), (rc2, out2, err2, t2)])
     assert not (tmp_path / "store").exists()
 
 
@@ -594,10 +658,13 @@ def test_second_job_refused_then_kill_one_host_then_balanced_resume(tmp_path):
 def test_two_processes_json_and_bit_identical_to_one(tmp_path):
     """--json parses with 2 processes; each point's result equals a single process's
     bit for bit (same compiled program: one point per device per call)."""
-    results = _wait(_pair(tmp_path, "--json", "--chunk-size", "2"))
+    # GLOO: one real gloo collective during the sweep, whose C++ "[Gloo] Rank i is
+    # connected" line goes to file descriptor 1.
+    results = _wait(_pair(tmp_path, "--json", "--chunk-size", "2", env={"GLOO": "1"}))
     _no_cxx_noise(results)
     for i, (rc, out, err, _) in enumerate(results):
         assert rc == 0, err
+        assert f"[Gloo] Rank {i} is connected" in err  # to stderr, not stdout
         (summary,) = json.loads(out)  # stdout is gradspec's JSON and nothing else
         assert summary["points"] == N_POINTS and summary["computed"] == N_POINTS // 2
     single = tmp_path / "single"
@@ -621,3 +688,48 @@ def test_two_processes_json_and_bit_identical_to_one(tmp_path):
         recs = [json.loads(line) for line in shard.read_bytes().splitlines()]
         assert [r["config"] for r in recs] == [r["config"] for r in one[i::2]]
         assert {(r["meta"]["process_index"], r["meta"]["devices"]) for r in recs} == {(i, 2)}
+
+
+_API = """
+import json, sys, time
+import jax
+address, me, late, store = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+jax.distributed.initialize(coordinator_address=address, num_processes=2, process_id=me)
+import gradspec.sweep as gs
+time.sleep(late)  # this host reaches the sweep late
+res = gs.sweep("lyapunov", GRID, options=OPTIONS, store=store, chunk_size=2)
+print(json.dumps({"points": len(res.records), "computed": res.computed,
+                  "seconds": res.seconds}))
+"""
+
+
+@pytest.mark.slow  # a pair of processes, one 45 s late (~60 s on 2 cores)
+def test_python_api_host_45_s_late_completes(tmp_path):
+    """The README's Python recipe (jax.distributed.initialize, then gs.sweep) with one
+    host reaching the sweep 45 s after the other: beyond gloo's 30 s deadline that the
+    first collective used to meet; the processes now synchronise at the start."""
+    late = 45.0
+    script = tmp_path / "api.py"
+    grid = {"sigma_w": [0.5, 0.75, 1.0, 1.25, 1.5, 1.75], "sigma_b": [0.0, 0.5]}
+    script.write_text(_API.replace("GRID", repr(grid))
+                      .replace("OPTIONS", repr({"N": 8, "T": 40, "warmup": 5})))
+    port, store = _free_port(), tmp_path / "store"
+    env = _env(XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    procs = [subprocess.Popen(
+        [sys.executable, str(script), f"localhost:{port}", str(i), str(late * i),
+         str(store)], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True) for i in range(2)]
+    results = _wait(procs)
+    _no_cxx_noise(results)
+    summaries = []
+    for rc, out, err, _ in results:
+        assert rc == 0, err
+        summaries.append(json.loads(out.strip().splitlines()[-1]))
+    assert [s["points"] for s in summaries] == [N_POINTS, N_POINTS]
+    assert [s["computed"] for s in summaries] == [N_POINTS // 2] * 2
+    assert summaries[0]["seconds"] > late - 5  # process 0 waited for the late one ...
+    assert summaries[1]["seconds"] < late  # ... which did not wait again
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        records = gs.load(store)
+    assert len({r["hash"] for r in records}) == len(records) == N_POINTS

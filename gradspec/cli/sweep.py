@@ -14,10 +14,12 @@ abort with a C++ stack trace when one is gone.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import os
 import shlex
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -61,9 +63,37 @@ def _stdout_for_gradspec():
     return out
 
 
+def _check_coordinator_port(address: str) -> None:
+    """Process 0 serves the coordination service on ``address``'s port: refuse at once
+    if something on this host already listens there. gRPC binds with
+    ``SO_REUSEPORT``, so a second ``--process-id 0`` would otherwise start a second
+    service on the same port, the processes would split between the two, and every
+    one of them would wait for the others until ``--init-timeout``."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--coordinator must be HOST:PORT; got {address!r}.")
+    # JAX's service binds [::]:PORT (IPv4 too); an IPv4 bind of the port conflicts.
+    with socket.socket(socket.AF_INET) as s:
+        # SO_REUSEADDR: a closed connection in TIME_WAIT does not count, a listener does.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("", int(port)))
+        except OSError as err:
+            if err.errno != errno.EADDRINUSE:
+                return  # not ours to judge: JAX reports it
+            raise RuntimeError(
+                f"--process-id 0 serves the coordinator on port {port} of this host "
+                f"({address}), but the port is in use ({err.strerror}): another process "
+                "was started with --process-id 0 (give each process its own id in [0, "
+                "--num-processes)), or another program holds the port (choose another "
+                "--coordinator port).") from None
+
+
 def _initialize(args) -> None:
     """``jax.distributed.initialize``, with a watchdog that explains a hang."""
     kwargs = {}
+    if args.coordinator and args.process_id == 0:
+        _check_coordinator_port(args.coordinator)
     if args.coordinator:
         kwargs = {"coordinator_address": args.coordinator,
                   "num_processes": args.num_processes, "process_id": args.process_id}

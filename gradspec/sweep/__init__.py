@@ -8,7 +8,10 @@ the grid's axes:
   a group; a group runs in chunks, each chunk one call of
   ``jit(shard_map(vmap(point_fn)))`` over a 1-D mesh of the local devices (axis
   ``"points"``): every device evaluates its slice of the chunk with ``vmap``, with no
-  communication. The only Python loops are over groups and chunks.
+  communication; on a CPU, whose matrix-vector batches are slow past ~64 x 64, in
+  ``lax.map``-ed batches of a width set from the point's matrix sizes
+  (:mod:`gradspec.sweep.batching`, ``batch_size=``). The only Python loops are over
+  groups and chunks.
 - **Random.** Each point's PRNG key is derived inside the traced function from its
   seed (the ``seed`` input, 0 if the measurement has none) and its hash:
   ``key = jax.random.fold_in(jax.random.key(seed), int(point_hash[:8], 16))``.
@@ -75,6 +78,9 @@ Built-in measurements: ``"mean_field"`` (:func:`gradspec.theory.mean_field`, vma
 over ``sigma_w``, ``sigma_b``, ``sigma_x``), ``"lyapunov"`` and ``"gradient_profile"``
 (a random vanilla RNN per point, :func:`random_rnn`; ``sigma_w``, ``sigma_b`` and
 ``seed`` traced, ``sigma_x`` static so that the default 0 skips the input product),
+``"gated_mean_field"`` and ``"gated_lyapunov"`` (:mod:`gradspec.sweep.gated_measurements`:
+LSTM/GRU theory or a random gated network per point, per-gate hyperparameters as axes
+``sigma``, ``mu``, ``rho``, ``nu`` for every gate and ``mu_f``, ``sigma_n``, ... for one),
 and ``"train"``
 (:func:`gradspec.train`, one Python-level call per point: it already vmaps over
 its ``seeds``, and its configs differ in static fields).

@@ -22,6 +22,7 @@ from . import cluster
 from . import job as _job
 from . import lock as _lock
 from . import store as _store
+from .batching import batch_width, over_points, traced_once
 from .grid import Plan, fold_key, hash_word, plan_grid
 from .measurements import Measurement, jax_dtype_of
 from .store import repair as _repair
@@ -52,9 +53,12 @@ def _check_devices(devices) -> list:
     return devices
 
 
-def _compiled(m: Measurement, static_json: str, traced: tuple, devices: list):
-    """jit(shard_map(vmap(point_fn))) for one group, cached across calls."""
-    key = (m.fn, m.name, m.version, static_json, traced, tuple(d.id for d in devices))
+def _compiled(m: Measurement, static_json: str, traced: tuple, devices: list, dtype: str,
+              length: int, width: int | None):
+    """jit(shard_map(batched point_fn)) for one group and chunk length, cached;
+    ``width``: points per vmapped batch (None: :func:`~.batching.batch_width`)."""
+    key = (m.fn, m.name, m.version, static_json, traced, tuple(d.id for d in devices),
+           dtype, length, width)
     if key not in _COMPILED:
         static = json.loads(static_json)
         fn = m.fn
@@ -66,13 +70,20 @@ def _compiled(m: Measurement, static_json: str, traced: tuple, devices: list):
                                 f"got {type(out).__name__}.")
             return {str(k): jnp.asarray(v) for k, v in out.items()}
 
+        per_device = length // len(devices)
+        if width is None:
+            scalar = lambda t: jax.ShapeDtypeStruct((), t)
+            example = ({name: scalar(jax_dtype_of(m.params[name], dtype)) for name in traced},
+                       scalar(jnp.int32), scalar(jnp.uint32))
+            jaxpr, one = traced_once(one, example)
+            width = batch_width(jaxpr, devices[0].platform, per_device)
         mesh = Mesh(np.asarray(devices), (_AXIS,))
         spec = PartitionSpec(_AXIS)
         # check_vma=False: the points are independent and nothing is communicated, so
         # a user's function need not annotate which values vary across devices (a
         # constant scan carry, e.g. an identity start frame, would otherwise fail).
-        batched = jax.shard_map(jax.vmap(one), mesh=mesh, in_specs=spec, out_specs=spec,
-                                check_vma=False)
+        batched = jax.shard_map(over_points(one, width, per_device), mesh=mesh,
+                                in_specs=spec, out_specs=spec, check_vma=False)
         _COMPILED[key] = (jax.jit(batched), NamedSharding(mesh, spec))
     return _COMPILED[key]
 
@@ -159,6 +170,7 @@ def sweep(
     resume: bool = False,
     devices: Sequence[jax.Device] | None = None,
     chunk_size: int | None = None,
+    batch_size: int | None = None,
     progress: bool | None = None,
     process_index: int | None = None,
     process_count: int | None = None,
@@ -172,8 +184,9 @@ def sweep(
     by the point's axis values; its hash is the sha256 of the canonical JSON of
     ``{measurement, version, dtype, config}``. Points are grouped by their static
     options; each group runs in chunks of ``chunk_size`` points (rounded up to a
-    multiple of the device count, the last one padded), one
-    ``jit(shard_map(vmap(...)))`` call per chunk over ``devices``. An unbatched
+    multiple of the device count, the last one padded), one ``jit(shard_map(...))``
+    call per chunk over ``devices``, in which each device evaluates its points in
+    vmapped batches of ``batch_size`` (``lax.map`` over the batches). An unbatched
     measurement (``"train"``) is called once per point instead.
 
     Under ``jax.distributed`` with several processes, every process makes the same
@@ -206,6 +219,12 @@ def sweep(
         chunk_size: points per compiled call (and the most a kill can lose); memory
             grows linearly with it. Default: the measurement's ``chunk_size`` (points
             per device) times the device count, sized for CPUs; raise it on GPUs.
+        batch_size: points a device evaluates together in one ``vmap``. Default: on
+            accelerators all of its chunk; on a CPU as many as keep the batch's
+            largest matrix-product operands under 16384 elements (a tanh RNN of N =
+            256 or 128 one point at a time, N = 64 four, N = 32 sixteen), since XLA's
+            CPU backend runs batched matrix-vector products of big networks ~3x slower
+            than one after the other. Results agree to rounding whatever the value.
         progress: tqdm bar over points (``None``: when tqdm is installed and stderr is
             a terminal).
         process_index, process_count: split the grid over independent jobs without
@@ -231,8 +250,8 @@ def sweep(
             record or one of another configuration; processes of one job started
             with different sweeps or process counts (on every process, before
             anything is written);
-            ``chunk_size`` < 1 or ``process_index`` outside ``[0, process_count)``
-            (``TypeError`` if one of them is not an int).
+            ``chunk_size`` or ``batch_size`` < 1 or ``process_index`` outside
+            ``[0, process_count)`` (``TypeError`` if one of them is not an int).
         FileNotFoundError: a finished point's ``.npz`` is missing from the store.
         RuntimeError: the store is locked by another job (or a killed one), or
             another sweep is writing this process's shard.
@@ -257,6 +276,8 @@ def sweep(
         plan = plan_grid(measurement, grid, options)
         if chunk_size is not None:
             chunk_size = _checks.check_int("chunk_size", chunk_size, 1)
+        if batch_size is not None:
+            batch_size = _checks.check_int("batch_size", batch_size, 1)
         start_timeout = _check_seconds("start_timeout", start_timeout)
         finish_timeout = _check_seconds("finish_timeout", finish_timeout)
         process_count = _checks.check_int("process_count", jax.process_count()
@@ -316,8 +337,8 @@ def sweep(
         skipped = len(owned) - len(todo)
 
     try:
-        fresh = _compute(plan, todo, devices, chunk_size, progress, root, job,
-                         process_index, process_count, coord)
+        fresh = _compute(plan, todo, devices, chunk_size, batch_size, progress, root,
+                         job, process_index, process_count, coord)
         if coord is not None:
             coord.finish(finish_timeout)
     except cluster.SweepAborted:
@@ -413,9 +434,9 @@ def _open_store(root: Path, plan: Plan, fp: dict, job: str, resume: bool,
     return _Opened(done, entry, remaining)
 
 
-def _compute(plan: Plan, todo: list, devices: list, chunk_size: int, progress,
-             root: Path | None, job: str, process_index: int, process_count: int,
-             coord) -> dict:
+def _compute(plan: Plan, todo: list, devices: list, chunk_size: int,
+             batch_size: int | None, progress, root: Path | None, job: str,
+             process_index: int, process_count: int, coord) -> dict:
     """Evaluate the points ``todo`` chunk by chunk, appending each chunk to this
     process's shard; between chunks, stop if another process of the job failed.
     Returns ``{hash: user record}`` of the points computed."""
@@ -427,7 +448,7 @@ def _compute(plan: Plan, todo: list, devices: list, chunk_size: int, progress,
     try:
         if todo and root is not None:
             writer = _store.ShardWriter(root, process_index)
-        evaluated = _evaluate(m, plan, chunks, devices)
+        evaluated = _evaluate(m, plan, chunks, devices, batch_size)
         for n_chunk, (idx_chunk, results, seconds) in enumerate(evaluated, 1):
             lines = []
             meta = _meta(devices, process_index, process_count, seconds / len(idx_chunk))
@@ -478,13 +499,15 @@ def _chunks(m: Measurement, plan: Plan, todo: list, ndev: int, chunk_size: int) 
     return chunks
 
 
-def _evaluate(m: Measurement, plan: Plan, chunks: list, devices: list):
+def _evaluate(m: Measurement, plan: Plan, chunks: list, devices: list,
+              batch_size: int | None):
     """Yield ``(point indices, results dict of (n, ...) arrays, seconds)`` per chunk."""
     traced = tuple(sorted(m.params))
     for static_json, idx, length in chunks:
         t0 = time.perf_counter()
         if m.batched:
-            compiled, sharding = _compiled(m, static_json, traced, devices)
+            compiled, sharding = _compiled(m, static_json, traced, devices, plan.dtype,
+                                           length, batch_size)
             results = _run_chunk(m, plan, idx, length, traced, compiled, sharding)
         else:
             out = m.fn(dict(plan.configs[idx[0]]))
