@@ -43,6 +43,7 @@ class Config:
     k_values: tuple  # top-k Lyapunov scaling (k <= N); "N" means full
     k_case: tuple  # (N, T) of the top-k scaling study
     roofline_points: tuple  # (N, T) float32 points for the spectra's fraction of peak
+    reorth_points: tuple  # (N, T) of the reorth_every study (float32 and float64)
     per_lag_count: int  # lags actually timed for the per-lag grad baseline
     peak_sizes: tuple  # matmul sizes for the peak
     host_repeats: int = 2  # numpy/torch/Python-loop baselines: at most this many rounds
@@ -82,6 +83,7 @@ def make_config(mode: str, platform_name: str) -> Config:
             k_values=(1, "N"),
             k_case=(8, 12),
             roofline_points=(),
+            reorth_points=(),
             per_lag_count=2,
             peak_sizes=(8, 32),
             # the float64 + batched path once per kind of kernel, to stay within seconds
@@ -105,6 +107,7 @@ def make_config(mode: str, platform_name: str) -> Config:
             k_values=(1, 4, 16, 64, "N"),
             k_case=(256, 100),
             roofline_points=((512, 16),) + (((1024, 16), (4096, 8)) if accel else ()),
+            reorth_points=((512, 100),),  # T past the 16 steps "auto" probes
             per_lag_count=3,
             peak_sizes=(64, 256, 512, 1024) + ((2048, 4096) if accel else ()),
             # predict's cost depends on T only through min(T, 16) powers of W_hh
@@ -129,6 +132,7 @@ def make_config(mode: str, platform_name: str) -> Config:
             k_case=(1024, 1000),
             roofline_points=((512, 100), (1024, 100))
             + (((4096, 100),) if accel else ()),
+            reorth_points=((512, 100), (1024, 100)),
             per_lag_count=4,
             peak_sizes=(64, 256, 1024, 2048) + ((4096, 8192) if accel else ()),
             host_repeats=3,

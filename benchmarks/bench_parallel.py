@@ -33,6 +33,16 @@ Methods are AOT-compiled and timed without a separate warm-up (``_timing.time_ca
 with ``warmup=False``: the first run after compilation is the first round), since a
 parallel call at T = 10^5 takes tens of seconds on a CPU. ``top8`` uses C from the
 chunk rule (``gradspec.measure.parallel``), halved until no chunk breaks it.
+
+``--crossover`` times the public calls of ``lyapunov_spectrum`` (top k) and
+``product_singular_values``, ``scan="sequential"`` against ``"parallel"`` as
+``scan="auto"`` would run them (probe and chunk choice included), over
+N in {8, 16, 32, 64} x k in {1, 2, 4, 8, 16}: the table behind
+``gradspec.measure.parallel.CROSSOVER`` (refill it from this on a device).
+
+``--memory N T`` runs each method at (N, T) in a fresh process, once to compile and
+once more after resetting the process's peak resident memory (``/proc/self/clear_refs``,
+Linux): its peak over the resident memory before that run, the inputs' included.
 """
 
 from __future__ import annotations
@@ -41,6 +51,8 @@ import argparse
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 import time
 import warnings
 
@@ -218,17 +230,119 @@ def table(records: list) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: The --crossover grid: N, k of the top-k exponents (T steps), N of the singular
+#: values (T_SV steps: their sweeps cost ~10 frame sweeps).
+CROSSOVER_GRID = {"N": (8, 16, 32, 64), "k": (1, 2, 4, 8, 16), "T": 10_000,
+                  "T_SV": 1000}
+
+
+def crossover(cfg, device) -> list:
+    """Sequential against parallel public calls over :data:`CROSSOVER_GRID`, in
+    interleaved rounds; one record per (measurement, N, k, T)."""
+    g = CROSSOVER_GRID
+    cases = [("lyapunov_spectrum", n, k, g["T"]) for n in g["N"] for k in g["k"]
+             if k <= n]
+    cases += [("product_singular_values", n, n, g["T_SV"]) for n in g["N"]]
+    records = []
+    for what, n, k, steps in cases:
+        prob = R.rnn_problem(n, steps, "float64", 1, device)
+        args = (prob.cell, prob.params, prob.xs, prob.h0)
+        if what == "lyapunov_spectrum":
+            fn = lambda scan: gradspec.lyapunov_spectrum(*args, k=k, scan=scan)
+        else:
+            fn = lambda scan: gradspec.product_singular_values(*args, scan=scan)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            timings = Tm.time_calls(
+                {scan: Tm.host_call(fn, scan, sync=jax.block_until_ready, host=False)
+                 for scan in ("sequential", "parallel")}, cfg)
+        seq, par = timings["sequential"], timings["parallel"]
+        records.append(dict(
+            measurement=what, N=n, k=k, T=steps, sequential_s=seq.best,
+            parallel_s=par.best, ratio_best=par.best / seq.best,
+            ratio_median=par.median / seq.median, repeats=len(par.times_s),
+            error=Rec.max_abs_error(par.output, seq.output)))
+        r = records[-1]
+        R.log(f"{what} N={n} k={k} T={steps}: parallel / sequential "
+              f"{r['ratio_best']:.2f} (median {r['ratio_median']:.2f})")
+    return records
+
+
+def _memory_methods(cell, N, T, xs, h0) -> dict:
+    """name -> function of (params, xs, h0): the grid's methods (top 8 with the chunk
+    rule's C) and the product's singular values."""
+    fns, _ = methods(cell, N, T, xs, h0)
+    fns["parallel_lyapunov_top8"] = fns["parallel_lyapunov_top8"](None)
+    for scan in ("sequential", "parallel"):
+        fns[f"{scan}_singular_values"] = (
+            lambda p, x, h, scan=scan: gradspec.product_singular_values(
+                cell, p, x, h, scan=scan))
+    return fns
+
+
+def _resident() -> dict:
+    """The process's resident and peak resident memory, bytes (Linux)."""
+    with open("/proc/self/status") as f:
+        fields = dict(line.split(":", 1) for line in f)
+    return {k: int(fields[k].split()[0]) * 1024 for k in ("VmRSS", "VmHWM")}
+
+
+def memory_one(name: str, N: int, T: int) -> dict:
+    """This process's peak resident memory over its resident memory while ``name``
+    runs at (N, T), compiled by a first run whose output is dropped."""
+    device = Tm.select_device("cpu")
+    prob = R.rnn_problem(N, T, "float64", 1, device)
+    fn = _memory_methods(prob.cell, N, T, prob.xs, prob.h0)[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        jax.block_until_ready(fn(prob.params, prob.xs, prob.h0))
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current VmRSS
+        before = _resident()["VmRSS"]
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(prob.params, prob.xs, prob.h0))
+        run_s = time.perf_counter() - t0
+    peak = _resident()["VmHWM"]
+    return dict(method=name, N=N, T=T, run_s=run_s, resident_before_bytes=before,
+                peak_over_before_bytes=peak - before)
+
+
+def memory(N: int, T: int, names=None, timeout_s: float = 1800) -> list:
+    """:func:`memory_one` of every method (or ``names``), each in a fresh process."""
+    names = names or [*FLOPS, "sequential_singular_values", "parallel_singular_values"]
+    records = []
+    for name in names:
+        code = ("import jax, json; jax.config.update('jax_enable_x64', True); "
+                "from benchmarks.bench_parallel import memory_one; "
+                f"print(json.dumps(memory_one({name!r}, {N}, {T})))")
+        try:
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True,
+                                 text=True, timeout=timeout_s, check=True)
+            records.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        except (subprocess.SubprocessError, ValueError) as err:
+            records.append(dict(method=name, N=N, T=T, error=str(err)[-300:]))
+        R.log(json.dumps(records[-1]))
+    return records
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.bench_parallel",
                                  description=__doc__.split("\n\n")[0])
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="T <= 10^4")
     mode.add_argument("--tiny", action="store_true", help="smoke run (seconds)")
+    mode.add_argument("--crossover", action="store_true",
+                      help="sequential vs parallel public calls over CROSSOVER_GRID")
+    mode.add_argument("--memory", nargs=2, type=int, metavar=("N", "T"),
+                      help="peak memory of each method at (N, T), CPU, float64")
+    ap.add_argument("--methods", nargs="*", help="with --memory: only these")
     ap.add_argument("--device", choices=("gpu", "cpu"), default=None)
     ap.add_argument("--out", required=True, help="output JSON (a .md table beside it)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     device = Tm.select_device(args.device)
+    if args.crossover or args.memory:
+        return _study(args, device, t0)
     mode = "tiny" if args.tiny else "quick" if args.quick else "full"
     cfg = R.make_config(mode, device.platform)
     env = Tm.environment(device)
@@ -246,6 +360,37 @@ def main(argv=None) -> dict:
         f.write(f"bench_parallel --{mode} on {env['device_kind']} ({env['host_cpu']}, "
                 f"{env['host_threads']} threads), jax {env['jax']}, float64, "
                 f"{result['total_s']:.0f} s\n\n" + md)
+    R.log(md)
+    return result
+
+
+def _study(args, device, t0) -> dict:
+    """--crossover or --memory: their records, as JSON and a Markdown table."""
+    env = Tm.environment(device)
+    if args.memory:
+        records = memory(*args.memory, names=args.methods)
+        cols = ("method", "N", "T", "run_s", "peak_over_before_bytes")
+    else:
+        cfg = dataclasses.replace(R.make_config("quick", device.platform), repeats=7,
+                                  max_repeats=15)
+        with jax.default_device(device), jax.default_matmul_precision("highest"):
+            records = crossover(cfg, device)
+        cols = ("measurement", "N", "k", "T", "sequential_s", "parallel_s",
+                "ratio_best", "ratio_median")
+    result = Rec.sanitize({"env": env, "records": records,
+                           "total_s": time.perf_counter() - t0})
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=1, allow_nan=False)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in records:
+        cells = (r.get(c, r.get("error", "")) for c in cols)
+        lines.append("| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v)
+                                       for v in cells) + " |")
+    md = "\n".join(lines) + "\n"
+    with open(os.path.splitext(args.out)[0] + ".md", "w") as f:
+        f.write(f"bench_parallel on {env['device_kind']} ({env['host_cpu']}, "
+                f"{env['host_threads']} threads, load {env['load_average_start']}), "
+                f"jax {env['jax']}, float64\n\n" + md)
     R.log(md)
     return result
 

@@ -31,6 +31,9 @@ times B for a batch; O(N^2) per-step terms dropped where an O(N^3) term is prese
 ``topk:gradspec``                ``lyapunov_spectrum(k=k)``: trajectory 2N^2 T plus per
                                  step 2N^2 k + 2N^2 + 4Nk^2 - (4/3)k^3:
                                  **T (2N^2 (k + 2) + 4Nk^2 - (4/3)k^3)** = O(TN^2 k).
+``lyap_reorth:m=...``            ``lyapunov_spectrum(k=k, reorth_every=m)``: one QR per
+                                 m steps (``benchmarks/bench_reorth.py``), **T 2N^2
+                                 (k + 2) + ceil(T/m) (4Nk^2 - (4/3)k^3)** executed.
 ==============================  ======================================================
 
 Accuracy (every method, against float64):
@@ -91,8 +94,9 @@ def sweep_flops(N, T):
     return 2 * T * (2 * N**3 + qr_flops(N, N))
 
 
-def lyap_flops(N, T, k):
-    return T * (2 * N**2 * (k + 2) + qr_flops(N, k))
+def lyap_flops(N, T, k, m=1):
+    """One QR per m steps (m = 1: Benettin's count, the work the exponents stand for)."""
+    return T * 2 * N**2 * (k + 2) + math.ceil(T / m) * qr_flops(N, k)
 
 
 # ------------------------------------------------------------------ JAX methods

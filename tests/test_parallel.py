@@ -193,6 +193,20 @@ def test_product_singular_values_equal_sequential():
     np.testing.assert_allclose(par, ref, rtol=1e-10)
 
 
+def test_product_singular_values_stream_over_blocks(small_blocks):
+    # Bytes per step of the pass that feeds the sweeps (states, scales, spreads), from
+    # the compiled program: holding the chunk products at C = 1 would take one (S, S)
+    # matrix a step (2048 bytes at S = 16 in float64); the states take S numbers.
+    def per_run(steps):
+        cell, params, xs, h0 = _tanh(1.0, 16, steps)
+        compiled = parallel._chunk_scales.lower(cell, params, xs, h0, "auto", 1).compile()
+        m = compiled.memory_analysis()
+        return m.temp_size_in_bytes + m.output_size_in_bytes + m.argument_size_in_bytes
+
+    per_step = (per_run(2000) - per_run(1000)) / 1000
+    assert 16 * 8 <= per_step < 16 * 16 * 8 / 4, per_step
+
+
 # -- DEER ------------------------------------------------------------------------------
 
 
@@ -277,6 +291,27 @@ def test_T_one_million_at_N_16():
     assert abs(float(par[0] - lam[0])) * 1e6 <= 1e-7
 
 
+@pytest.mark.slow
+def test_T_one_million_at_N_64():
+    """The block-streamed parallel scans at T = 10^6, S = 64, float64 (576 s on 2 busy
+    CPU cores, 1 GiB for the profile's states): finite and equal to the sequential
+    scans.
+    DEER is left out here (~300 times the sequential scan on a CPU: ~15 min)."""
+    cell, params, xs, h0 = _tanh(1.0, 64, 1_000_000)
+    q1 = spectra.start_frame(None, 64, 1, jnp.float64)
+    lam = spectra._lyapunov_spectrum(cell, params, xs, h0, q1, 1000, "auto")[0]
+    par = parallel.parallel_top_exponent(cell, params, xs, h0, q1, 1000)[0]
+    assert np.isfinite(par).all() and abs(float(par[0] - lam[0])) * 1e6 <= 1e-7
+    q8 = spectra.start_frame(None, 64, 8, jnp.float64)
+    lam = spectra._lyapunov_spectrum(cell, params, xs, h0, q8, 1000, "auto")[0]
+    par = parallel.parallel_lyapunov_spectrum(cell, params, xs, h0, q8, 1000)[0]
+    np.testing.assert_allclose(par, lam, rtol=0, atol=TOL_TOPK)
+    prof = gradspec.gradient_profile(cell, params, xs, h0, scan="parallel")
+    assert np.isfinite(prof).all()
+    np.testing.assert_allclose(prof, gradspec.gradient_profile(cell, params, xs, h0),
+                               rtol=0, atol=1e-7)  # T eps |l| at |l| ~ 4e5
+
+
 def test_errors(getkey):
     cell, params = _cell_and_params("tanh", getkey())
     xs = jnp.ones((10, D), jnp.float64)
@@ -305,3 +340,103 @@ def test_public_scan_argument_of_the_spectra(getkey):
     np.testing.assert_allclose(par, seq, rtol=1e-10, atol=1e-10)
     with pytest.raises(ValueError, match="scan"):
         gradspec.lyapunov_spectrum(cell, params, xs, scan="deer")
+
+
+# -- scan="auto": the measured table ---------------------------------------------------
+
+
+def test_resolve_scan_follows_the_cpu_table():
+    resolve = lambda m, **kw: parallel.resolve_scan(m, platform="cpu", **kw)
+    # Measured faster in parallel on 2 CPU cores: the top 4 exponents at S = 8-16.
+    assert resolve("lyapunov_spectrum", size=16, length=10**4, k=4) == "parallel"
+    assert resolve("lyapunov_spectrum", size=8, length=10**6, k=4) == "parallel"
+    # Measured slower: k = 1, 2, 8; S = 32, 64; and T = 1000 is below the measured.
+    for kw in (dict(size=16, length=10**4, k=1), dict(size=16, length=10**4, k=8),
+               dict(size=8, length=10**4, k=2), dict(size=32, length=10**4, k=4),
+               dict(size=16, length=1000, k=4)):
+        assert resolve("lyapunov_spectrum", **kw) == "sequential", kw
+    for m in ("trajectory", "gradient_profile", "product_singular_values"):
+        assert resolve(m, size=8, length=10**5, k=4) == "sequential"
+    # No accelerator measured yet: sequential everywhere.
+    assert parallel.resolve_scan("lyapunov_spectrum", platform="gpu", size=16,
+                                 length=10**4, k=4) == "sequential"
+    assert set(parallel.CROSSOVER) <= set(parallel.CROSSOVER_SOURCE)
+    with pytest.raises(ValueError, match="measurement"):
+        resolve("spectrum", size=16, length=10)
+
+
+def test_auto_on_cpu_runs_the_sequential_scan():
+    cell, params, xs, h0 = _deer_case(1000)
+    out = gradspec.trajectory(cell, params, xs, h0, scan="auto")
+    assert not bool(out.parallel) and bool(out.converged) and int(out.iterations) == 0
+    np.testing.assert_array_equal(out.states, gradspec.trajectory(cell, params, xs, h0))
+    assert parallel.platform_of(xs) == "cpu"
+
+
+def _spectra_take_auto() -> bool:
+    """Whether lyapunov_spectrum accepts scan="auto" (spectra.py calls resolve_scan)."""
+    try:
+        gradspec.lyapunov_spectrum(gradspec.cells.RNN("tanh"), _tanh(1.0, 4, 2)[1],
+                                   jnp.zeros((2, 1), jnp.float64), scan="auto")
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _spectra_take_auto(),
+                    reason="spectra.py does not pass scan='auto' to resolve_scan yet")
+def test_lyapunov_spectrum_auto_on_cpu_is_what_the_table_says():
+    cell, params, xs, h0 = _tanh(1.0, 16, 10_000)
+    for k in (1, 4):  # sequential at k = 1, parallel at k = 4 (chunk chosen alike)
+        chosen = parallel.resolve_scan("lyapunov_spectrum", platform="cpu", size=16,
+                                       length=10_000, k=k)
+        auto = gradspec.lyapunov_spectrum(cell, params, xs, h0, k=k, scan="auto")
+        ref = gradspec.lyapunov_spectrum(cell, params, xs, h0, k=k, scan=chosen)
+        np.testing.assert_array_equal(auto, ref)
+    assert chosen == "parallel"
+
+
+@pytest.fixture
+def fake_table(monkeypatch):
+    """A CPU table that has DEER and the parallel profile faster everywhere."""
+    everywhere = dict(sizes=(1, 10**6), lengths=(1, np.inf), ks=(1, 10**6),
+                      ratio="fake")
+    rows = tuple(_associative.Crossover(m, **everywhere)
+                 for m in ("trajectory", "gradient_profile"))
+    monkeypatch.setitem(_associative.CROSSOVER, "cpu", rows)
+
+
+def test_auto_with_a_table_that_says_parallel(fake_table):
+    # lambda_1 = -0.31: 2.3 / 0.31 = 7.4 predicted iterations <= 32 / 2: DEER.
+    cell, params, xs, h0 = _deer_case(1000)
+    seq = gradspec.trajectory(cell, params, xs, h0)
+    out = gradspec.trajectory(cell, params, xs, h0, scan="auto")
+    assert bool(out.parallel) and bool(out.converged) and int(out.iterations) <= 8
+    np.testing.assert_allclose(out.states, seq, rtol=0, atol=TOL_DEER)
+    deer = gradspec.trajectory(cell, params, xs, h0, scan="deer")
+    np.testing.assert_array_equal(out.states, deer.states)
+    assert out.iterations.dtype == deer.iterations.dtype
+    # ... but a cap of 8 leaves no margin (7.4 > 8 / 2): sequential.
+    capped = gradspec.trajectory(cell, params, xs, h0, scan="auto", max_iterations=8)
+    assert not bool(capped.parallel)
+    np.testing.assert_array_equal(capped.states, seq)
+    # lambda_1 = -0.06: 38 iterations predicted, over the cap: sequential, exactly.
+    cell, params, xs, h0 = _tanh(1.8, 16, 1000)
+    out = gradspec.trajectory(cell, params, xs, h0, scan="auto")
+    assert not bool(out.parallel) and int(out.iterations) == 0
+    np.testing.assert_array_equal(out.states, gradspec.trajectory(cell, params, xs, h0))
+    # The profile: the parallel scan, equal to the sequential one to rounding.
+    prof = gradspec.gradient_profile(cell, params, xs, h0, scan="auto")
+    np.testing.assert_array_equal(
+        prof, gradspec.gradient_profile(cell, params, xs, h0, scan="parallel"))
+    np.testing.assert_allclose(prof, gradspec.gradient_profile(cell, params, xs, h0),
+                               rtol=0, atol=TOL_PROFILE)
+
+
+def test_auto_under_jit_cannot_probe_and_runs_sequential(fake_table):
+    cell, params, xs, h0 = _deer_case(300)
+    run = jax.jit(lambda x: gradspec.trajectory(cell, params, x, h0, scan="auto"))
+    out = run(xs)
+    assert not bool(out.parallel)
+    np.testing.assert_allclose(out.states, gradspec.trajectory(cell, params, xs, h0),
+                               rtol=0, atol=1e-15)

@@ -29,6 +29,7 @@ from .dynamics import local_exponents as local_exponents
 from .dynamics import lyapunov_convergence as lyapunov_convergence
 from .dynamics import participation_ratio as participation_ratio
 from .dynamics import running_exponents as running_exponents
+from .covariant import covariant_lyapunov_vectors as covariant_lyapunov_vectors
 from .from_jacobians import gradient_profile_from_jacobians as gradient_profile_from_jacobians
 from .from_jacobians import local_exponents_from_jacobians as local_exponents_from_jacobians
 from .from_jacobians import lyapunov_spectrum_from_jacobians as lyapunov_spectrum_from_jacobians
@@ -57,6 +58,7 @@ __all__ = [
     "lyapunov_convergence",
     "participation_ratio",
     "running_exponents",
+    "covariant_lyapunov_vectors",
     "gradient_profile_from_jacobians",
     "local_exponents_from_jacobians",
     "lyapunov_spectrum_from_jacobians",

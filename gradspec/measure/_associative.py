@@ -50,12 +50,14 @@ _SCAN_COPIES = 4
 
 
 class TrajectoryResult(NamedTuple):
-    """What :func:`gradspec.trajectory` returns for ``scan="deer"`` or ``"quasi-deer"``.
+    """What :func:`gradspec.trajectory` returns for ``scan="deer"``, ``"quasi-deer"``
+    or ``"auto"``.
     """
 
     states: jax.Array  # (T, S) h_1..h_T (the sequential scan's where DEER failed)
-    iterations: jax.Array  # () int: Newton iterations, the most any block took
+    iterations: jax.Array  # () int: Newton iterations, the most a block took (0: none)
     converged: jax.Array  # () bool: every block converged (False: some fell back)
+    parallel: jax.Array  # () bool: Newton's method ran (False: "auto" chose sequential)
 
 
 def block_length(steps: int, size: int, dtype, *, chunk: int = 1) -> int:
@@ -242,7 +244,8 @@ def deer_trajectory(step, jacobian, sequential, params, xs, h0, *, block: int,
         return hs[jnp.sum(v) - 1], (hs, it, ok)  # the last real state starts the next
 
     _, (hs, its, oks) = lax.scan(body, h0, (xb, valid))
-    return TrajectoryResult(hs.reshape(-1, h0.shape[0])[:steps], its.max(), oks.all())
+    return TrajectoryResult(hs.reshape(-1, h0.shape[0])[:steps], its.max(), oks.all(),
+                            jnp.asarray(True))
 
 
 # -- the gradient profile --------------------------------------------------------------
@@ -309,15 +312,15 @@ def _orthonormalise(z):
 
 
 def _block_products(jacobian, states, params, x, h, valid, chunk):
-    """The block's states from h, and its chunk products: ((C_n, S, S), (C_n,)) scaled,
-    chunk i the product of steps i C + 1 .. (i + 1) C of the block; and the state its
-    last real step reaches."""
+    """The block's chunk products from h: ((C_n, S, S), (C_n,)) scaled, chunk i the
+    product of steps i C + 1 .. (i + 1) C of the block; its states (B, S); and the
+    state its last real step reaches."""
     hs, prev = states(x, h)
     js = jax.vmap(jacobian, in_axes=(None, 0, 0))(params, prev, x)
     js = masked_identity(js, valid)
     size = js.shape[-1]
     mats, logs = jax.vmap(product)(js.reshape(-1, chunk, size, size))
-    return (mats, logs), hs[jnp.sum(valid) - 1]
+    return (mats, logs), hs, hs[jnp.sum(valid) - 1]
 
 
 def frame_sweep(jacobian, states, params, xs, h0, q0, *, block: int, chunk: int):
@@ -348,7 +351,7 @@ def frame_sweep(jacobian, states, params, xs, h0, q0, *, block: int, chunk: int)
     def body(carry, inputs):
         h, q, logd, worst = carry
         x, v = inputs
-        (mats, logs), h = _block_products(jacobian, states, params, x, h, v, chunk)
+        (mats, logs), _, h = _block_products(jacobian, states, params, x, h, v, chunk)
 
         def chunk_step(frame, chunk_product):
             q, logd, worst = frame
@@ -365,19 +368,114 @@ def frame_sweep(jacobian, states, params, xs, h0, q0, *, block: int, chunk: int)
     return lax.scan(body, (h0, q0, logd, jnp.zeros((), q0.dtype)), (xb, valid))[0]
 
 
-def chunk_products(jacobian, states, params, xs, h0, *, block: int, chunk: int):
-    r"""Every chunk's scaled product, in time order, ((n, S, S), (n,)) for n = ceil(T/C)
-    (the last chunk's padded steps being identities), and the worst chunk's spread
+def chunk_scales(jacobian, states, params, xs, h0, *, block: int, chunk: int):
+    r"""The states, and what the chunk products' sweeps need besides their normalised
+    factors: the summed log scales :math:`\sum_c s_c` of the n = ceil(T/C) chunk
+    products :math:`M_c = e^{s_c} \hat M_c` and the worst chunk's spread
     :math:`\max_c \log(\sigma_1/\sigma_S)(M_c)` (its relative rounding is about
-    :math:`\epsilon\,\sigma_1/\sigma_S`)."""
+    :math:`\epsilon\,\sigma_1/\sigma_S`). The products themselves are dropped block
+    by block: the peak is one block, plus the (T, S) states.
+
+    Returns:
+        ``(states h_1..h_T (T, S), sum of s_c (), worst spread ())``.
+    """
     xb, valid = blocked(xs, block)
 
     def body(h, inputs):
         x, v = inputs
-        (mats, logs), h = _block_products(jacobian, states, params, x, h, v, chunk)
+        (mats, logs), hs, h = _block_products(jacobian, states, params, x, h, v, chunk)
         sv = jnp.linalg.svd(mats, compute_uv=False)
-        return h, (mats, logs, jnp.max(jnp.log(sv[:, 0]) - jnp.log(sv[:, -1])))
+        spread = jnp.max(jnp.log(sv[:, 0]) - jnp.log(sv[:, -1]))
+        return h, (hs, logs.sum(), spread)
 
-    mats, logs, worst = lax.scan(body, h0, (xb, valid))[1]
-    n = -(-xs.shape[0] // chunk)
-    return mats.reshape((-1,) + mats.shape[2:])[:n], logs.reshape(-1)[:n], worst.max()
+    hs, logs, worst = lax.scan(body, h0, (xb, valid))[1]
+    return hs.reshape((-1,) + hs.shape[2:])[:xs.shape[0]], logs.sum(), worst.max()
+
+
+# -- which scan: the measured crossover ------------------------------------------------
+
+#: The measurements that take ``scan=``.
+MEASUREMENTS = ("trajectory", "gradient_profile", "lyapunov_spectrum",
+                "product_singular_values")
+
+
+class Crossover(NamedTuple):
+    """A region of (S, T, k) where the parallel scan (DEER for ``"trajectory"``) was
+    measured faster than the sequential one; every range is closed."""
+
+    measurement: str  # one of MEASUREMENTS
+    sizes: tuple  # (S from, S to): the state sizes
+    lengths: tuple  # (T from, T to); inf where the ratio was flat in T and is extended
+    ks: tuple  # (k from, k to): the exponents (lyapunov_spectrum; else (1, inf))
+    ratio: str  # the parallel / sequential times measured there
+
+
+#: Measured crossovers by platform (``jax.Device.platform``). ``scan="auto"`` runs the
+#: parallel scan inside one of them and the sequential scan everywhere else, on a
+#: platform not listed included (no accelerator has been measured yet: refill this
+#: from a device run, ``benchmarks/device_check.sh`` then
+#: ``python -m benchmarks.bench_parallel --crossover``). An entry needs the parallel
+#: call below 0.9 times the sequential one by both the best and the median of the
+#: interleaved rounds (the noise of a busy machine is ~10%).
+#: :data:`CROSSOVER_SOURCE` says where each platform's entries come from.
+CROSSOVER = {
+    "cpu": (
+        # Against the sequential sweep with one QR per reorth_every="auto" steps; at
+        # T = 10^4 only (on the grid the ratios were flat in T from 10^3 to 10^5).
+        # Elsewhere on the grid the parallel call took 1.3-15 times as long.
+        Crossover("lyapunov_spectrum", (8, 16), (10_000, np.inf), (4, 4),
+                  "0.79x at S = 8 and 0.89x at S = 16 (medians 0.74x, 0.86x), k = 4"),
+    ),
+}
+#: Where each platform's :data:`CROSSOVER` entries were measured.
+CROSSOVER_SOURCE = {
+    "cpu": "python -m benchmarks.bench_parallel --crossover: 2 AMD EPYC cores (load "
+           "~10 from other jobs), jax 0.10.2, float64, tanh RNN (lambda_1 ~ -0.4), "
+           "N in {8, 16, 32, 64} x k in {1, 2, 4, 8, 16}, T = 10^4; 2026-12-07",
+}
+
+
+def platform_of(x) -> str:
+    """The platform (``"cpu"``, ``"gpu"``, ``"tpu"``) of the device holding the array
+    ``x``; the default backend's for a tracer, whose device is not known yet."""
+    if isinstance(x, jax.core.Tracer) or not isinstance(x, jax.Array):
+        return jax.default_backend()
+    return next(iter(x.devices())).platform
+
+
+def resolve_scan(measurement: str, *, platform: str, size: int, length: int,
+                 k: int = 1) -> str:
+    """What ``scan="auto"`` runs: ``"parallel"`` where a :data:`CROSSOVER` entry of
+    ``platform`` holds (``measurement``, S = ``size``, T = ``length``, ``k``), else
+    ``"sequential"``. For ``"trajectory"``, ``"parallel"`` means DEER is worth trying
+    there; :func:`gradspec.trajectory` also requires that Newton converge fast.
+
+    Args:
+        measurement: one of :data:`MEASUREMENTS`.
+        platform: ``jax.Device.platform`` of the inputs (:func:`platform_of`).
+        size: the state size S; length: the number of steps T; k: exponents (the
+            Lyapunov spectrum; S for the product's singular values).
+
+    Returns:
+        ``"parallel"`` or ``"sequential"``.
+
+    Raises:
+        ValueError: ``measurement`` not one of :data:`MEASUREMENTS`.
+
+    Examples:
+        >>> from gradspec.measure.parallel import resolve_scan
+        >>> resolve_scan("lyapunov_spectrum", platform="cpu", size=16, length=10**4,
+        ...              k=4)
+        'parallel'
+        >>> resolve_scan("gradient_profile", platform="gpu", size=16, length=10**5)
+        'sequential'
+    """
+    if measurement not in MEASUREMENTS:
+        raise ValueError(f"`measurement` must be one of {list(MEASUREMENTS)}; got "
+                         f"{measurement!r}.")
+    inside = lambda v, bounds: bounds[0] <= v <= bounds[1]
+    for c in CROSSOVER.get(platform, ()):
+        if (c.measurement == measurement and inside(size, c.sizes)
+                and inside(length, c.lengths) and inside(k, c.ks)):
+            return "parallel"
+    return "sequential"

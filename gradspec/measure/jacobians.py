@@ -23,19 +23,21 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from .._checks import check_choice, check_finite, check_floating, check_int
+from .._checks import check_choice, check_finite, check_floating, check_int, is_concrete
 from .._precision import full_precision
 from ..cells import Cell
 from ._associative import (
     TrajectoryResult,
     block_length,
     deer_trajectory,
+    platform_of,
+    resolve_scan,
     reverse_profile,
 )
 from ._inputs import check_trajectory_inputs
 
 Method = Literal["auto", "autodiff"]
-Scan = Literal["sequential", "deer", "quasi-deer"]
+Scan = Literal["sequential", "deer", "quasi-deer", "auto"]
 ProfileScan = Literal["sequential", "parallel", "auto"]
 
 #: Newton iterations after which DEER / quasi-DEER give up and the block is recomputed
@@ -47,6 +49,10 @@ MAX_ITERATIONS = {"deer": 32, "quasi-deer": 256}
 #: DEER stops when max_t |h_t - F(h_{t-1}, x_t)| <= DEER_RTOL_EPS eps (1 + max|F|): its
 #: rounding floor is a few eps, and Newton's last step lands on it from ~sqrt(eps).
 DEER_RTOL_EPS = 128
+#: Newton iterations of DEER per unit of 1/|lambda_1| (the measurements above).
+DEER_ITERATIONS_PER_XI = 2.3
+#: Steps of the probe whose gradient profile estimates lambda_1 for scan="auto".
+DEER_PROBE_STEPS = 512
 
 __all__ = ["trajectory", "step_jacobians", "gradient_profile", "default_readout", "profile_rate"]
 
@@ -142,11 +148,29 @@ def trajectory(cell, params, xs, h0=None, *, scan: Scan = "sequential",
 
     Memory: the step Jacobians are taken in blocks of ~64 MiB (8192 steps at S = 16, 512
     at S = 64 in float64), each solved by DEER from the last state of the one before;
-    ``iterations`` is the most any block took. Peak: one block plus twice the (T, S)
-    output (0.45 GiB at T = 10^6, S = 16; 1.2 GiB at S = 64). On a 2-core CPU DEER is
+    ``iterations`` is the most any block took. Peak: one block plus the (T, S) output
+    and its blocked copy (0.17 GiB at T = 10^6, S = 16 in float64, the sequential scan
+    0.12 GiB; at S = 64 the sequential scan 0.48 GiB: ``python -m
+    benchmarks.bench_parallel --memory 16 1000000``). On a 2-core CPU DEER is
     28-70 times slower than the sequential scan at S = 16 and 300-500 times at S = 64
     (``benchmarks/bench_parallel.py``, T = 10^3-10^5): its O(T S^3) work per iteration
     only pays where the chain of T small steps is latency-bound, on an accelerator.
+
+    ``"auto"`` runs DEER only where both hold: the platform's measured table says DEER
+    is faster at this (S, T) (:func:`gradspec.measure.parallel.resolve_scan`; no
+    platform has such an entry yet: DEER lost 28-500x on the CPU), and Newton is
+    predicted to converge fast: with :math:`\hat\lambda_1` the slope (:func:`profile_rate`) of
+    the gradient profile over the first :data:`DEER_PROBE_STEPS` steps (one sequential
+    scan, :math:`O(P S^2)`),
+
+    .. math::
+        \hat\lambda_1 < 0 \quad\text{and}\quad 2.3 / |\hat\lambda_1| \le
+        \min(\text{max\_iterations} / 2,\; T / 10),
+
+    the factor 2 a margin for a probe that sees only the start of the run. Otherwise
+    (and under a trace, where nothing can be measured) it runs the sequential scan.
+    Either way it returns a :class:`TrajectoryResult` whose ``parallel`` says which
+    ran (``iterations`` 0 and ``converged`` True for the sequential scan).
 
     Args:
         cell: a :class:`gradspec.cells.Cell`.
@@ -155,13 +179,15 @@ def trajectory(cell, params, xs, h0=None, *, scan: Scan = "sequential",
         h0: initial state, shape (S,); when None the default start
             :func:`gradspec.start_state` (a relaxed fixed-key random state; pass zeros
             for h0 = 0).
-        scan: ``"sequential"``, ``"deer"`` or ``"quasi-deer"``.
+        scan: ``"sequential"``, ``"deer"``, ``"quasi-deer"`` or ``"auto"`` (DEER
+            where the table and the probe say it pays, else sequential).
         max_iterations: Newton iterations before the sequential fallback;
-            :data:`MAX_ITERATIONS` of the scan when None.
+            :data:`MAX_ITERATIONS` of the scan (of ``"deer"`` for ``"auto"``) when None.
 
     Returns:
         ``"sequential"``: the states h_1..h_T, shape (T, S), in the params' dtype.
-        Otherwise a :class:`TrajectoryResult` ``(states, iterations, converged)``.
+        Otherwise a :class:`TrajectoryResult` ``(states, iterations, converged,
+        parallel)``.
 
     Examples:
         >>> import jax, jax.numpy as jnp, gradspec
@@ -173,21 +199,46 @@ def trajectory(cell, params, xs, h0=None, *, scan: Scan = "sequential",
         >>> out = gradspec.trajectory(cell, params, jnp.ones((10, 1)), scan="deer")
         >>> bool(out.converged), out.states.shape
         (True, (10, 4))
+        >>> out = gradspec.trajectory(cell, params, jnp.ones((10, 1)), scan="auto")
+        >>> bool(out.parallel)  # on a CPU: the sequential scan
+        False
 
     References:
         Lim, Zhu, Selfridge, Kasim (2024), ICLR, arXiv:2309.12252. Gonzalez, Warrington,
         Smith, Linderman (2024), NeurIPS, arXiv:2407.19115.
     """
-    check_choice("scan", scan, ("sequential", "deer", "quasi-deer"))
+    check_choice("scan", scan, ("sequential", "deer", "quasi-deer", "auto"))
     cell, xs, h0 = check_trajectory_inputs(cell, params, xs, h0)
     if scan == "sequential":
         return _trajectory(cell, params, xs, h0)
     if max_iterations is None:
-        max_iterations = MAX_ITERATIONS[scan]
+        max_iterations = MAX_ITERATIONS["deer" if scan == "auto" else scan]
     max_iterations = check_int("max_iterations", max_iterations, 1)
+    if scan == "auto" and not _deer_pays(cell, params, xs, h0, max_iterations):
+        states = _trajectory(cell, params, xs, h0)
+        return TrajectoryResult(states, jnp.asarray(0), jnp.asarray(True),
+                                jnp.asarray(False))
     block = block_length(xs.shape[0], h0.shape[0], h0.dtype)
     quasi = scan == "quasi-deer"
     return _deer_trajectory(cell, params, xs, h0, quasi, max_iterations, block)
+
+
+def _deer_pays(cell, params, xs, h0, max_iterations: int) -> bool:
+    r"""The rule of ``trajectory(scan="auto")``: the table has DEER faster at this
+    (platform, S, T) and the probe's :math:`\hat\lambda_1` predicts at most
+    ``min(max_iterations / 2, T / 10)`` Newton iterations; False under a trace."""
+    size, steps = h0.shape[0], xs.shape[0]
+    table = resolve_scan("trajectory", platform=platform_of(xs), size=size,
+                         length=steps)
+    leaves = jax.tree_util.tree_leaves((params, xs, h0))
+    if table != "parallel" or not all(map(is_concrete, leaves)):
+        return False
+    readout = default_readout(cell, size, h0.dtype)
+    probe = _gradient_profile(cell, params, xs[:DEER_PROBE_STEPS], h0, readout, "auto")
+    rate = float(profile_rate(probe))
+    if not rate < 0:  # expanding, neutral or NaN: Newton needs ~T iterations
+        return False
+    return DEER_ITERATIONS_PER_XI / -rate <= min(max_iterations / 2, steps / 10)
 
 
 @functools.partial(jax.jit, static_argnames=("cell", "method"))
@@ -293,12 +344,15 @@ def gradient_profile(
     :math:`O(T S^2)` at depth T (vector-matrix products do not associate into anything
     cheaper: a prefix of them is a matrix). Blocks of ~64 MiB of Jacobians are scanned
     last first, the cotangent carried between them; the trajectory itself is still one
-    sequential scan, (T, S) stored twice (peak 0.5 GiB at T = 10^6, S = 16; 1.2 GiB
-    at S = 64). Same values as the sequential scan to rounding in float64 (max over lags
-    7e-13 at T = 10^3, 4e-10 at T = 10^5; tested to 1e-9). ``"auto"`` is
-    ``"sequential"``: on a 2-core CPU the parallel scan is 4-9 times slower at S = 16
-    and 47-62 times at S = 64 (``benchmarks/bench_parallel.py``), and no accelerator has
-    been measured yet.
+    sequential scan, (T, S) stored twice (measured peak 0.97 GiB at T = 10^6, S = 64 in
+    float64, against 0.49 GiB for the sequential scan: ``python -m
+    benchmarks.bench_parallel --memory 64 1000000``). Same values as the sequential
+    scan to rounding in float64 (max over lags 7e-13 at T = 10^3, 4e-10 at T = 10^5;
+    tested to 1e-9). ``"auto"`` runs the
+    parallel scan where the platform's measured table says it is faster
+    (:func:`gradspec.measure.parallel.resolve_scan`), which today is nowhere: on a
+    2-core CPU it is 4-9 times slower at S = 16 and 47-62 times at S = 64
+    (``benchmarks/bench_parallel.py``), and no accelerator has been measured yet.
 
     Args:
         cell, params, xs, h0: as in :func:`trajectory`.
@@ -307,7 +361,8 @@ def gradient_profile(
             readout rows; default :func:`default_readout` (unit norm on h).
         method: ``"auto"`` (closed form when the cell has one) or ``"autodiff"``.
         scan: ``"sequential"`` (one reverse scan of vector-Jacobian products),
-            ``"parallel"`` (associative scan of the Jacobian products) or ``"auto"``.
+            ``"parallel"`` (associative scan of the Jacobian products) or ``"auto"``
+            (the faster of the two by the measured table).
 
     Returns:
         Shape (T + 1,), natural log; entry k is the lag-k gradient norm. An exactly
@@ -328,6 +383,9 @@ def gradient_profile(
     if readout is None:
         readout = default_readout(cell, h0.shape[0], h0.dtype)
     readout = state_readout(cell, readout, h0.shape[0], h0.dtype)
+    if scan == "auto":
+        scan = resolve_scan("gradient_profile", platform=platform_of(xs),
+                            size=h0.shape[0], length=xs.shape[0])
     if scan == "parallel":
         block = block_length(xs.shape[0], h0.shape[0], h0.dtype)
         return _parallel_profile(cell, params, xs, h0, readout, method, block)

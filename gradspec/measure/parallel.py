@@ -45,17 +45,22 @@ no QR.
 
 **Memory.** Jacobians are taken in blocks of about 64 MiB
 (:data:`gradspec.measure._associative.BLOCK_BYTES`), the state and the frame carried
-across blocks: the peak is one block plus the inputs, whatever T (the top exponent
-at T = 10^6 took 0.14 GiB at S = 16 and 0.15 GiB at S = 64 in float64, measured as
-the process's peak over its start; the sequential sweep 0.29 GiB at S = 16). The
-product's singular values need the whole product (their sweeps go forward and
-backward): they hold the T/C chunk products, :math:`(T/C)\,S^2` numbers (0.5 GiB at
-T = 10^6, S = 64, C = 64 in float64; C is smaller for a wide spectrum).
+across blocks: the exponents hold one block plus the inputs, whatever T. The
+product's singular values keep the (T, S) states, as the sequential sweeps do, and
+form each chunk product again in every sweep (:class:`_Chunks`): O(T S), never the
+:math:`(T/C)\,S^2` numbers of all chunk products (8 GiB at T = 10^6, S = 64, C = 4).
+Measured by ``python -m benchmarks.bench_parallel --memory N T`` (float64, the peak
+resident memory of a second, compiled run over the resident memory before it; 2 CPU
+cores, 2026-12-07): at T = 10^6, S = 64 the top exponent took 0.032 GiB and the top 8
+0.040 GiB (the sequential sweeps 0.97 GiB each: they keep every step's logs);
+the singular values at T = 10^5, S = 64 0.056 GiB (sequential 0.19 GiB).
 
 The functions take *checked* inputs (those of :func:`gradspec.lyapunov_spectrum` and
 :func:`gradspec.product_singular_values` after their checks) and return what the
 sequential kernels return, so that those functions can select them with
-``scan="parallel"``.
+``scan="parallel"``; ``scan="auto"`` selects by :func:`resolve_scan`, from the table
+:data:`CROSSOVER` of where each platform measured the parallel scan faster (on the CPU:
+only the top 4 exponents at S = 8-16, by 10-20%).
 """
 
 from __future__ import annotations
@@ -73,7 +78,19 @@ import numpy as np
 from .._checks import check_int, is_concrete
 from .._precision import full_precision
 from ..cells import Cell
-from ._associative import block_length, chunk_products, frame_sweep
+from ._associative import CROSSOVER as CROSSOVER
+from ._associative import CROSSOVER_SOURCE as CROSSOVER_SOURCE
+from ._associative import Crossover as Crossover
+from ._associative import (
+    block_length,
+    blocked,
+    chunk_scales,
+    frame_sweep,
+    masked_identity,
+    product,
+)
+from ._associative import platform_of as platform_of
+from ._associative import resolve_scan as resolve_scan
 from .jacobians import Method, _derivatives, _states
 
 __all__ = [
@@ -82,6 +99,11 @@ __all__ = [
     "parallel_product_singular_values",
     "spread_budget",
     "chunk_for_spread",
+    "resolve_scan",
+    "platform_of",
+    "Crossover",
+    "CROSSOVER",
+    "CROSSOVER_SOURCE",
 ]
 
 #: Largest chunk the automatic rule picks (a tree of depth 6).
@@ -175,21 +197,27 @@ def parallel_top_exponent(cell, params, xs, h0, q0, warmup: int,
     return _frames(cell, params, xs, h0, q0, warmup, method, None)[:2]
 
 
-def _chosen_chunk(run: Callable, probe: Callable, chunk, dtype):
+def _chosen_chunk(run: Callable, probe: Callable, chunk, dtype, *, arg: str = "chunk",
+                  most: int = CHUNK_MAX, traced: int = CHUNK_TRACED, auto=None):
     """``run(C)`` with C from ``chunk``, or from the per-step spread ``probe()``
     measures; redone with a smaller C (automatic) or warned about (explicit) while the
     worst chunk's spread breaks the chunk rule. ``run(C) -> (result, worst chunk
-    spread or None under a trace)``."""
+    spread or None under a trace)``; ``probe() -> spread or None under a trace``.
+
+    Shared by every length chosen by the rule: ``arg`` names the argument in messages
+    (``auto`` being its value that chooses), ``most`` caps the automatic length and
+    ``traced`` is the length used under a trace (:mod:`gradspec.measure.lyapunov`'s
+    ``reorth_every``: at most ``REORTH_MAX``, 1 under a trace)."""
     budget = spread_budget(dtype)
     explicit = chunk is not None
     if explicit:
-        c = check_int("chunk", chunk, 1)
+        c = check_int(arg, chunk, 1)
     else:
         spread = probe()
         if spread is None:
-            c = CHUNK_TRACED
+            c = traced
         else:
-            c = chunk_for_spread(_PROBE_MARGIN * spread, dtype)
+            c = chunk_for_spread(_PROBE_MARGIN * spread, dtype, most=most)
     while True:
         result, worst = run(c)
         if worst is None or c == 1 or not worst > budget:
@@ -197,10 +225,10 @@ def _chosen_chunk(run: Callable, probe: Callable, chunk, dtype):
         if explicit:
             loss = np.exp(min(worst, 700.0)) * float(np.finfo(dtype).eps)
             warnings.warn(
-                f"`chunk` = {c}: a chunk product spans {worst:.3g} nats "
+                f"`{arg}` = {c}: a product of {c} steps spans {worst:.3g} nats "
                 f"(log |R_11 / R_kk|), over the {budget:.3g} its dtype keeps (half its "
                 f"digits): its smallest values lose ~{loss:.1g} relative accuracy. "
-                "Use a smaller chunk (or chunk=None to choose it).", stacklevel=4)
+                f"Use a smaller `{arg}` (or {arg}={auto!r} to choose it).", stacklevel=4)
             return result
         # The spread grows about linearly in C: scale C down to fit, by at least 1.
         fit = math.floor(c * budget / worst) if math.isfinite(worst) else 1
@@ -245,36 +273,55 @@ def parallel_lyapunov_spectrum(cell, params, xs, h0, q0, warmup: int,
 
 
 @dataclasses.dataclass(frozen=True)
-class _Product(Cell):
-    """The linear map :math:`v \\mapsto M_c v` as a cell whose input at step c is the
-    chunk product :math:`M_c` (S, S): the sequential kernels run on chunk products."""
+class _Chunks(Cell):
+    r"""C steps of ``cell`` as one step of a cell whose Jacobian is their normalised
+    product :math:`\hat M_c` (max = 1): the sequential kernels sweep chunk products.
+
+    Its input at chunk c is ``(h (C, S), x (C, D), valid (C,))``, the chunk's states
+    already computed, so that every sweep forms :math:`\hat M_c` again (C Jacobians
+    at once and a tree of products, no sequential step) instead of holding all of
+    them: the sweeps hold O(T S), not O(T S^2 / C)."""
+
+    cell: Cell
+    method: str
+
+    def _matrix(self, params, state, x):
+        hs, xs, valid = x
+        prev = jnp.concatenate([state[None], hs[:-1]])
+        jacobian = _derivatives(self.cell, self.method).jacobian
+        js = jax.vmap(jacobian, in_axes=(None, 0, 0))(params, prev, xs)
+        return product(masked_identity(js, valid))[0]
 
     def step(self, params, state, x):
-        return x @ state
+        hs, _, valid = x
+        return hs[jnp.sum(valid) - 1]
 
     def jacobian(self, params, state, x):
-        return x
+        return self._matrix(params, state, x)
 
     def jvp(self, params, state, x, tangents):
-        return x @ tangents
+        return self._matrix(params, state, x) @ tangents
 
     def vjp(self, params, state, x, cotangent):
-        return cotangent @ x
+        return cotangent @ self._matrix(params, state, x)
 
     def step_and_residuals(self, params, state, x):
-        return x @ state, x
+        return self.step(params, state, x), (state, x)
 
     def vjp_from_residuals(self, params, residuals, cotangent):
-        return cotangent @ residuals
+        return self.vjp(params, *residuals, cotangent)
 
 
 @functools.partial(jax.jit, static_argnames=("cell", "method", "chunk"))
 @full_precision
-def _chunk_products(cell, params, xs, h0, method, chunk):
+def _chunk_scales(cell, params, xs, h0, method, chunk):
+    """:func:`chunk_scales`, the states and inputs in chunks for :class:`_Chunks`."""
     block = block_length(xs.shape[0], h0.shape[0], h0.dtype, chunk=chunk)
     states = lambda x, h: _states(cell, params, x, h)
-    return chunk_products(_derivatives(cell, method).jacobian, states, params, xs, h0,
-                          block=block, chunk=chunk)
+    hs, log_scale, worst = chunk_scales(_derivatives(cell, method).jacobian, states,
+                                        params, xs, h0, block=block, chunk=chunk)
+    (hb, xb), valid = blocked((hs, xs), chunk)
+    return (hb, xb, valid), log_scale, worst
 
 
 def parallel_product_singular_values(cell, params, xs, h0, method: Method,
@@ -284,6 +331,14 @@ def parallel_product_singular_values(cell, params, xs, h0, method: Method,
     :math:`\log\sigma_i(P_T) = \sum_c s_c + \log\sigma_i(\hat M_{T/C} \cdots \hat M_1)`,
     the second term by the sequential kernel ``sweeps`` run on the T/C normalised
     chunk products :math:`\hat M_c` in place of the step Jacobians.
+
+    Memory: the states (T, S) are computed once (with the scales and the spreads,
+    block by block) and kept; each sweep forms the chunk products again from them
+    (:class:`_Chunks`), so nothing of size :math:`T S^2 / C` is held: 0.056 GiB at
+    T = 10^5, S = 64 in float64 (the sequential sweeps 0.19 GiB; ``python -m
+    benchmarks.bench_parallel --memory 64 100000``). The price: the products are
+    formed 1 + 2 x (sweep pairs) times instead of once (199 s against 155 s for the
+    sequential sweeps there, on 2 busy CPU cores).
 
     C obeys the chunk rule with k = S: every chunk product's
     :math:`\log(\sigma_1/\sigma_S) \le L`.
@@ -310,11 +365,10 @@ def parallel_product_singular_values(cell, params, xs, h0, method: Method,
     size, dtype, steps = h0.shape[0], h0.dtype, xs.shape[0]
 
     def run(c):
-        mats, logs, worst = _chunk_products(cell, params, xs, h0, method, c)
-        start = jnp.zeros((size,), dtype)
-        lsv = sweeps(_Product(), None, mats, start, "auto", max_sweeps, rtol)
-        lsv = lsv + logs.sum()
-        return lsv, float(worst) if is_concrete(worst) else None
+        chunks, log_scale, worst = _chunk_scales(cell, params, xs, h0, method, c)
+        lsv = sweeps(_Chunks(cell, method), params, chunks, h0, "auto", max_sweeps,
+                     rtol)
+        return lsv + log_scale, float(worst) if is_concrete(worst) else None
 
     def probe():
         first = min(steps, PROBE_STEPS)

@@ -2,11 +2,13 @@ r"""Spectra: of the recurrent weights, of the Jacobian product, and of the dynam
 
 - :func:`weight_spectrum`: eigenvalues and singular values of :math:`W_{hh}`.
 - :func:`product_singular_values`: log singular values of :math:`P_T = J_T \cdots J_1`.
-- :func:`lyapunov_spectrum`: Lyapunov exponents by Benettin's QR method.
+- :func:`lyapunov_spectrum`: Lyapunov exponents by Benettin's QR method
+  (:mod:`gradspec.measure.lyapunov`, re-exported here with its helpers).
 
 Products are never formed: an orthonormal frame Q is pushed through the step Jacobians
 (``J Q`` by forward mode, ``J^T Q`` by reverse mode, O(S^2 k) for the vanilla RNN) and
-re-orthonormalised by QR each step, :math:`J_t Q_{t-1} = Q_t R_t`, accumulating
+re-orthonormalised by QR each step (or every m steps, the frame pushed through m
+Jacobians in between), :math:`J_t Q_{t-1} = Q_t R_t`, accumulating
 :math:`\log|\mathrm{diag}\, R_t|`. Values spanning thousands of orders of magnitude
 therefore neither under- nor overflow, in float32 and float64 alike; each function
 states its accuracy.
@@ -19,29 +21,51 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import jax.random as jr
 import numpy as np
 from jax import lax
 
-from .._checks import (
-    check_choice,
-    check_finite,
-    check_floating,
-    check_int,
-    check_square_matrix,
-    is_concrete,
-)
+from .._checks import check_choice, check_int, check_square_matrix, is_concrete
 from .._precision import full_precision
 from ..cells import RNN
 from ._inputs import check_trajectory_inputs
-from .parallel import parallel_lyapunov_spectrum, parallel_product_singular_values
-from .jacobians import Method, _derivatives, _states
+from .jacobians import Method, _states
+from .lyapunov import (
+    FRAME_SEED,
+    REORTH_MAX,
+    REORTH_PROBE,
+    _blocked_spectrum,
+    _frame_maps,
+    _frame_sweeps,
+    _lyapunov_spectrum,
+    _qr_log_diag,
+    block_spread,
+    blocks,
+    check_reorth,
+    lyapunov_spectrum,
+    lyapunov_sweep,
+    push_frame,
+    rate_spread,
+    resolve_frame,
+    start_frame,
+    traced,
+)
+from .parallel import _chosen_chunk, parallel_product_singular_values, platform_of, resolve_scan
 
 __all__ = [
     "WeightSpectrum",
     "weight_spectrum",
     "product_singular_values",
     "lyapunov_spectrum",
+    # Moved to gradspec.measure.lyapunov, importable from here as before (the package's
+    # modules, tests and benchmarks import them from this module).
+    "FRAME_SEED",
+    "lyapunov_sweep",
+    "start_frame",
+    "resolve_frame",
+    "_frame_maps",
+    "_frame_sweeps",
+    "_lyapunov_spectrum",
+    "_qr_log_diag",
 ]
 
 
@@ -82,39 +106,6 @@ def weight_spectrum(W) -> WeightSpectrum:
         eig = eig[jnp.argsort(-jnp.abs(eig))]
         sv = jnp.linalg.svd(W, compute_uv=False)
     return WeightSpectrum(eig, sv, jnp.abs(eig[0]), sv[0])
-
-
-def _qr_log_diag(z):
-    """QR of z: (Q, log|diag R|). The signs of R's diagonal are irrelevant: only |R_ii|
-    enters the spectra."""
-    if z.shape[1] == 1:
-        # One column: QR is normalisation, without a LAPACK/cuSOLVER call per step (on a
-        # GPU that call costs ~0.1 ms whatever the size). A zero column gives e_1 and
-        # log 0 = -inf, as Householder QR does.
-        norm = jnp.linalg.norm(z)
-        e1 = jnp.zeros_like(z).at[0, 0].set(1)
-        return jnp.where(norm > 0, z / jnp.where(norm > 0, norm, 1), e1), jnp.log(norm)[None]
-    q, r = jnp.linalg.qr(z)
-    return q, jnp.log(jnp.abs(jnp.diagonal(r)))
-
-
-def _frame_sweeps(cell, params, xs, prev, method):
-    r"""Forward (``P Q_0``) and backward (``P^T Q_0``) frame sweeps through
-    :math:`P = J_T \cdots J_1`, given the states ``prev`` (T, S) each step starts from.
-    Each maps a frame Q_0 (S, k) to (Q_T, log|diag R_t| (T, k))."""
-
-    def sweep(apply, reverse):
-        body = lambda q, step_inputs: _qr_log_diag(apply(params, *step_inputs, q))
-        return lambda q: lax.scan(body, q, (prev, xs), reverse=reverse)
-
-    jvp, vjp_cols = _frame_maps(cell, method)
-    return sweep(jvp, False), sweep(vjp_cols, True)
-
-
-def _frame_maps(cell, method):
-    """``(J Q, J^T Q)`` for a frame Q (S, k): the step's jvp, and its vjp per column."""
-    d = _derivatives(cell, method)
-    return d.jvp, jax.vmap(d.vjp, in_axes=(None, None, None, 1), out_axes=1)
 
 
 def _adjoint_factors(cell, params, prev, xs, method):
@@ -234,9 +225,15 @@ def _cluster_rotation(g, s, starts):
     return jnp.where(alone[None, :], jnp.eye(size, dtype=g.dtype), rot)
 
 
-@functools.partial(jax.jit, static_argnames=("cell", "method", "max_sweeps"))
+def _product_singular_values(cell, params, xs, h0, method, max_sweeps, rtol, m=1):
+    """The sweeps' log singular values (S,), descending; one QR per m factors."""
+    return _psv_sweeps(cell, params, xs, h0, method, max_sweeps, rtol, m)[0]
+
+
+@functools.partial(jax.jit, static_argnames=("cell", "method", "max_sweeps", "m"))
 @full_precision
-def _product_singular_values(cell, params, xs, h0, method, max_sweeps, rtol):
+def _psv_sweeps(cell, params, xs, h0, method, max_sweeps, rtol, m):
+    """``(log singular values (S,) descending, worst block spread ())``."""
     size, dtype = h0.shape[0], h0.dtype
     _, prev = _states(cell, params, xs, h0)
     jvp = _frame_maps(cell, method)[0]
@@ -245,31 +242,53 @@ def _product_singular_values(cell, params, xs, h0, method, max_sweeps, rtol):
     inf = jnp.asarray(jnp.inf, dtype)
 
     def sweep(apply, inputs, reverse, q, same=None):
-        # (Q_T, summed log|diag R_t|, min_t rank_t, cluster block product if `same`).
+        # (Q_T, summed log|diag R_t|, min_t rank_t, cluster block product if `same`,
+        # worst block spread), one QR per block of m factors.
         def body(carry, step_inputs):
-            q, acc = carry
-            q, r, rank = _qr_rank(apply(step_inputs, q))
-            if same is not None:
-                acc = _block_product_step(r, same, acc)
-            logd = jnp.where(pos < rank, jnp.log(jnp.abs(jnp.diagonal(r))), -inf)
-            return (q, acc), (logd, rank)
+            q, acc, worst = carry
+            if m == 1:
+                z, logs, rows = apply(step_inputs, q), 0, size
+            else:  # F_m ... F_1 Q = Z diag(e^logs); a zero row of any F_i counted
+                z, logs, rows = push_frame(apply, q, step_inputs)
+            q, r, rank = _qr_rank(z)
+            rank = jnp.minimum(rank, rows)
+            if same is not None:  # R diag(e^logs) G = R (diag(e^(s + logs)) G)
+                acc = _block_product_step(r, same, (acc[0], acc[1] + logs))
+            logd = jnp.where(pos < rank, jnp.log(jnp.abs(jnp.diagonal(r))) + logs, -inf)
+            return (q, acc, jnp.maximum(worst, block_spread(logd))), (logd, rank)
 
         acc = ()
         if same is not None:
             acc = jnp.eye(size, dtype=dtype), jnp.zeros(size, dtype)
-        (q, acc), (logd, rank) = lax.scan(body, (q, acc), inputs, reverse=reverse)
-        return q, logd.sum(0), rank.min(), acc
+        carry = (q, acc, jnp.zeros((), dtype))
+        if m == 1:
+            carry, (logd, rank) = lax.scan(body, carry, inputs, reverse=reverse)
+            logd, rank = logd.sum(0), rank.min()
+        else:
+            if reverse:  # blocks of m from the last step back
+                inputs = jax.tree_util.tree_map(lambda a: a[::-1], inputs)
+            whole, rest = blocks(inputs, m)
+            logd, rank = jnp.zeros(size, dtype), jnp.asarray(size)
+            if whole is not None:
+                carry, (logds, ranks) = lax.scan(body, carry, whole)
+                logd, rank = logds.sum(0), ranks.min()
+            if rest is not None:
+                carry, (logd_rest, rank_rest) = body(carry, rest)
+                logd, rank = logd + logd_rest, jnp.minimum(rank, rank_rest)
+        q, acc, worst = carry
+        return q, logd, rank, acc, worst
 
     def forward(q, starts):
         apply = lambda step, q: jvp(params, *step, q)
 
         def plain(q):
-            return sweep(apply, (prev, xs), False, q)[:3]
+            q, est, rank, _, worst = sweep(apply, (prev, xs), False, q)
+            return q, est, rank, worst
 
         def resolved(q):
             same = starts[:, None] == starts[None, :]
-            q, est, rank, (g, s) = sweep(apply, (prev, xs), False, q, same)
-            return q @ _cluster_rotation(g, s, starts), est, rank
+            q, est, rank, (g, s), worst = sweep(apply, (prev, xs), False, q, same)
+            return q @ _cluster_rotation(g, s, starts), est, rank, worst
 
         return lax.cond(jnp.any(starts != pos), resolved, plain, q)
 
@@ -279,8 +298,8 @@ def _product_singular_values(cell, params, xs, h0, method, max_sweeps, rtol):
         # in between. diag(R_T...R_1) converges to the singular values of P, the
         # off-diagonal between clusters shrinking like (sigma_{i+1}/sigma_i)^2 per pair
         # (Stewart 1997, "On graded QR decompositions of products of matrices").
-        q, est_f, rank_f = forward(q, starts)
-        q, est_b, rank_b, _ = sweep(*adjoint, q)
+        q, est_f, rank_f, worst_f = forward(q, starts)
+        q, est_b, rank_b, _, worst_b = sweep(*adjoint, q)
         # Exactly-zero rows of J_t (forward) or columns (backward) bound rank(P): the
         # frame's trailing directions beyond it are exactly annihilated.
         n_live = jnp.minimum(n_live, jnp.minimum(rank_f, rank_b))
@@ -289,7 +308,7 @@ def _product_singular_values(cell, params, xs, h0, method, max_sweeps, rtol):
         # The two half-sweeps' estimates are equal once R has become diagonal.
         delta = jnp.where(est_b == est_f, 0, jnp.abs(est_b - est_f))
         scale = 1 + jnp.max(jnp.where(live, jnp.abs(est_b), 0))
-        return q, est_b, n_live, delta, scale
+        return q, est_b, n_live, delta, scale, jnp.maximum(worst_f, worst_b)
 
     def settle(delta, delta_prev, scale, floored, pairs):
         # Whether every value has converged to rtol or reached its rounding floor.
@@ -304,22 +323,24 @@ def _product_singular_values(cell, params, xs, h0, method, max_sweeps, rtol):
         return floored, jnp.all(converged | floored)
 
     def cond(state):
-        *_, finished, pairs = state
+        *_, finished, pairs, _ = state
         return (pairs < max_sweeps) & ~finished
 
     def body(state):
-        q, est, n_live, delta_prev, floored, _, pairs = state
+        q, est, n_live, delta_prev, floored, _, pairs, worst = state
         # No clusters before the first estimates.
         starts = jnp.where(pairs == 0, pos, _clusters(est, n_live, pairs % 2 == 1))
-        q, est, n_live, delta, scale = pair(q, starts, n_live)
+        q, est, n_live, delta, scale, worst_pair = pair(q, starts, n_live)
         floored, finished = settle(delta, delta_prev, scale, floored, pairs + 1)
-        return q, est, n_live, delta, floored, finished, pairs + 1
+        worst = jnp.maximum(worst, worst_pair)
+        return q, est, n_live, delta, floored, finished, pairs + 1, worst
 
     start = jnp.eye(size, dtype=dtype), jnp.zeros(size, dtype), jnp.asarray(size)
     no = jnp.zeros(size, bool)
-    state = (*start, jnp.full(size, inf), no, jnp.asarray(False), jnp.asarray(0))
-    est = lax.while_loop(cond, body, state)[1]
-    return jnp.sort(est)[::-1]
+    state = (*start, jnp.full(size, inf), no, jnp.asarray(False), jnp.asarray(0),
+             jnp.zeros((), dtype))
+    state = lax.while_loop(cond, body, state)
+    return jnp.sort(state[1])[::-1], state[-1]
 
 
 def product_singular_values(
@@ -333,6 +354,7 @@ def product_singular_values(
     method: Method = "auto",
     scan: str = "sequential",
     chunk: int | None = None,
+    reorth_every: int | str = "auto",
 ) -> jax.Array:
     r"""Log singular values of the whole product :math:`P_T = J_T J_{T-1} \cdots J_1`.
 
@@ -363,6 +385,15 @@ def product_singular_values(
     than 16 values closer than 2 nats to each other, or spanning more than 8, can
     converge slower than ``max_sweeps`` allows.
 
+    Re-orthonormalisation every m = ``reorth_every`` factors (the frame pushed through
+    m of them, then one row-sorted QR) obeys the rule of
+    :func:`gradspec.lyapunov_spectrum`: every block's spread within half the dtype's
+    digits, which keeps m = 1 for a product whose singular values drift apart by more
+    than ~2 (float64) or ~1 (float32) nats per step, and for dead units (an exactly
+    lost direction has an infinite spread). With m > 1 a saturated unit is no longer a
+    row scale of its QR (the regrouping above holds per block only), and a dead unit
+    inside a block gives rounding noise in place of ``-inf``.
+
     Singular products: exactly-zero rows (dead ReLU units) or columns of a step
     Jacobian bound the rank of :math:`P_T`; beyond that rank the values are exactly
     ``-inf``, and the finite ones are as accurate as above. A product that is singular
@@ -379,13 +410,26 @@ def product_singular_values(
         scan: ``"sequential"`` (one QR per step) or ``"parallel"``: the same sweeps over
             the products of chunks of ``chunk`` steps, each formed by an associative scan
             (:mod:`gradspec.measure.parallel`; a dead unit inside a chunk gives rounding
-            noise there instead of ``-inf``).
+            noise there instead of ``-inf``), or ``"auto"``: the faster by the measured
+            table of :func:`gradspec.measure.parallel.resolve_scan`.
         chunk: steps per chunk for ``scan="parallel"`` (None: chosen from the spread
             measured on a probe, :func:`gradspec.measure.parallel.chunk_for_spread`).
+        reorth_every: factors per QR for ``scan="sequential"``: an int m >= 1 (warned
+            about when a block breaks the rule), or ``"auto"``: m from the Lyapunov
+            spread of the first 16 steps (one extra forward sweep over them, m = 1),
+            lowered while a block breaks the rule; m = 1 under a trace.
 
     Returns:
         Shape (S,), descending, natural log. ``sum`` equals
         :math:`\sum_t \log|\det J_t|`.
+
+    Raises:
+        ValueError: ``reorth_every`` neither "auto" nor an int >= 1, or an int with
+            ``scan="parallel"``.
+
+    Warns:
+        UserWarning: an explicit ``reorth_every`` whose worst block spans more than
+            half the dtype's digits.
 
     Examples:
         >>> import jax.numpy as jnp, gradspec
@@ -405,11 +449,35 @@ def product_singular_values(
     check_int("max_sweeps", max_sweeps, 1)
     cell, xs, h0 = check_trajectory_inputs(cell, params, xs, h0)
     rtol = default_rtol(h0.dtype) if rtol is None else rtol
-    check_choice("scan", scan, ("sequential", "parallel"))
+    check_choice("scan", scan, ("sequential", "parallel", "auto"))
+    m = check_reorth(reorth_every)
+    if scan == "auto":  # the measured table of gradspec.measure.parallel; an explicit m: ours
+        scan = "sequential" if m is not None else resolve_scan(
+            "product_singular_values", platform=platform_of(xs), size=h0.shape[0],
+            length=xs.shape[0], k=h0.shape[0])
     if scan == "parallel":
+        if m is not None:
+            raise ValueError("`reorth_every` is for scan='sequential'; with "
+                             "scan='parallel' `chunk` sets the steps per QR.")
         return parallel_product_singular_values(cell, params, xs, h0, method, max_sweeps, rtol,
                                                 chunk=chunk, sweeps=_product_singular_values)
-    return _product_singular_values(cell, params, xs, h0, method, max_sweeps, rtol)
+
+    def run(m):
+        lsv, worst = _psv_sweeps(cell, params, xs, h0, method, max_sweeps, rtol, m)
+        return lsv, float(worst) if is_concrete(worst) else None
+
+    def probe():
+        # The Lyapunov spread of the first steps: the rate at which sigma_1 / sigma_S of
+        # a block grows with its length.
+        if traced(params, xs, h0):
+            return None
+        first = min(xs.shape[0], REORTH_PROBE)
+        frame = start_frame(None, h0.shape[0], h0.shape[0], h0.dtype)
+        total = _blocked_spectrum(cell, params, xs[:first], h0, frame, 0, method, 1)[1]
+        return rate_spread(total / first)
+
+    return _chosen_chunk(run, probe, m, h0.dtype, arg="reorth_every", most=REORTH_MAX,
+                         traced=1, auto="auto")
 
 
 def default_rtol(dtype) -> float:
@@ -417,182 +485,3 @@ def default_rtol(dtype) -> float:
     converges to ~1000 eps; float32's rounding floor is near sqrt(eps)."""
     eps = float(np.finfo(dtype).eps)
     return 1e3 * eps if eps < 1e-10 else float(np.sqrt(eps))
-
-
-#: Seed of the default start frame: one fixed random orthonormal frame, the same in
-#: every function that starts a frame (diagnose, the plots), so one question has one answer.
-FRAME_SEED = 0
-
-
-@functools.partial(jax.jit, static_argnames=("cell", "method"))
-@full_precision
-def lyapunov_sweep(cell, params, xs, h0, q0, method: Method = "auto"):
-    r"""Benettin's forward sweep from the frame ``q0`` (S, k) along checked inputs:
-    ``(Q_T, log|diag R_t|)``, shapes (S, k) and (T, k), from :math:`J_t Q_{t-1} = Q_t R_t`;
-    traceable. Every Lyapunov quantity of gradspec (spectrum, local exponents, running
-    estimates, the Jacobian-array path) is read off this one sweep."""
-    forward, _ = _frame_sweeps(cell, params, xs, _states(cell, params, xs, h0)[1], method)
-    return forward(q0)
-
-
-@functools.partial(jax.jit, static_argnames=("cell", "method", "warmup"))
-@full_precision
-def _lyapunov_spectrum(cell, params, xs, h0, q0, warmup, method):
-    q, logd = lyapunov_sweep(cell, params, xs, h0, q0, method)
-    rates = logd[warmup:].mean(0)
-    return jnp.sort(rates)[::-1], q
-
-
-def lyapunov_spectrum(
-    cell,
-    params,
-    xs,
-    h0=None,
-    *,
-    k: int | None = None,
-    warmup: int = 0,
-    method: Method = "auto",
-    frame=None,
-    return_vectors: bool = False,
-    key=None,
-    scan: str = "sequential",
-    chunk: int | None = None,
-) -> jax.Array | tuple[jax.Array, jax.Array]:
-    r"""The k largest Lyapunov exponents by Benettin's QR method (natural log per step).
-
-    .. math::
-        J_t Q_{t-1} = Q_t R_t, \qquad
-        \lambda_i = \frac{1}{T - w} \sum_{t > w} \log |(R_t)_{ii}|,
-
-    with :math:`Q_0` (S, k) orthonormal, ``w = warmup`` steps discarded (the frame and
-    the state forget their start). Cost O(T S^2 k) for the vanilla RNN, O(T k) steps of
-    forward mode otherwise: the top few exponents are far cheaper than the spectrum.
-    :math:`\lambda_1 < 0` means gradients vanish at rate :math:`e^{\lambda_1}` per step
-    along this trajectory, :math:`\lambda_1 > 0` that they explode;
-    :math:`\xi = 1/|\lambda_1|` is the time scale in steps.
-
-    Precision: the leading exponents are exact to rounding in either dtype. The most
-    contracting ones are limited by one step's conditioning (QR returns the small
-    :math:`|R_{ii}|` to about :math:`\epsilon\,\mathrm{cond}(J_t)` relative), and a
-    random N x N :math:`W_{hh}` has cond ~ N: in float32 the bottom 1% of a tanh
-    network's spectrum is off by ~0.02 at N = 1024 and ~0.1 at N = 2048 (measured
-    against float64). Use float64 for the tail of a large spectrum.
-
-    Args:
-        cell, params, xs, h0: as in :func:`gradspec.trajectory`; xs drives the dynamics
-            (use zeros for the autonomous system).
-        k: number of exponents, 1 <= k <= S; all S when None.
-        warmup: leading steps excluded from the average, 0 <= warmup < T.
-        method: ``"auto"`` or ``"autodiff"``.
-        frame: an explicit start frame :math:`Q_0`, shape (S, k), orthonormal
-            (:math:`\max|Q_0^\top Q_0 - I| \le \max(10^{-6}, S\epsilon)`, checked, not
-            repaired: a frame that is not orthonormal is a bug upstream), e.g. the
-            ``Q_T`` of a previous run to continue it; k is read off it when ``k`` is
-            None. Exclusive with ``key``.
-        return_vectors: also return the final frame :math:`Q_T`.
-        scan: ``"sequential"`` (Benettin, one QR per step) or ``"parallel"``
-            (:mod:`gradspec.measure.parallel`: k = 1 by a reduce of normalised products,
-            no QR; k > 1 by associative-scan products of chunks of ``chunk`` steps with
-            a QR between chunks, each chunk's spread kept below half the dtype's log
-            range).
-        chunk: steps per chunk for ``scan="parallel"``; None: chosen from the spread
-            measured on a probe of the first steps.
-        key: PRNG key of the random orthonormal start frame; ``key(FRAME_SEED)`` when
-            None. Never coordinate axes: a frame of axes never leaves an invariant
-            subspace (decoupled memory cells, a diagonal recurrence), so it can miss
-            the top exponent entirely.
-
-    Returns:
-        Shape (k,), descending. With ``k = S`` and ``warmup = 0`` their sum equals
-        :math:`\frac1T \sum_t \log|\det J_t|` exactly. With ``return_vectors``,
-        ``(exponents, Q_T)``, :math:`Q_T` (S, k) orthonormal: the **backward Lyapunov
-        vectors** at step T (Legras & Vautard; Kuptsov & Parlitz 2012), also called
-        Gram–Schmidt vectors (Ginelli et al. 2007): the first i columns span the
-        subspace into which perturbations made in the far past have grown fastest
-        (Oseledets' backward filtration), fixed by the trajectory before T once the
-        sweep has forgotten :math:`Q_0`. They are neither the covariant Lyapunov
-        vectors (not orthogonal; Ginelli's backward pass on the R's) nor the forward
-        ones (a sweep of :math:`J^\top` from the future). Columns are in the sweep's
-        order, which is the exponents' descending order once the sweep has converged
-        (ties aside). ``Q_T`` passed back as ``frame`` with the next inputs and
-        ``h0 = h_T`` continues the run.
-
-    Raises:
-        ValueError: ``frame`` not (S, k) or not orthonormal, or given with ``key``.
-
-    References:
-        Benettin, Galgani, Giorgilli, Strelcyn (1980), Meccanica 15:9–20.
-        Ginelli et al. (2007), PRL 99:130601. Kuptsov & Parlitz (2012), J. Nonlinear
-        Sci. 22:727–762, arXiv:1105.5228.
-
-    Examples:
-        >>> import jax, jax.numpy as jnp, gradspec
-        >>> cell = gradspec.cells.RNN("linear")
-        >>> W = gradspec.init.orthogonal(0.5)(jax.random.key(0), (3, 3), jnp.float32)
-        >>> params = {"W_hh": W, "W_xh": jnp.zeros((3, 1)), "b": jnp.zeros(3)}
-        >>> lam = gradspec.lyapunov_spectrum(cell, params, jnp.zeros((50, 1)), k=2)
-        >>> [round(float(v), 4) for v in lam]  # log 0.5
-        [-0.6931, -0.6931]
-        >>> lam, q = gradspec.lyapunov_spectrum(cell, params, jnp.zeros((50, 1)), k=2,
-        ...                                     return_vectors=True)
-        >>> q.shape  # the backward Lyapunov vectors at T: pass as frame= to continue
-        (3, 2)
-    """
-    check_choice("method", method, ("auto", "autodiff"))
-    cell, xs, h0 = check_trajectory_inputs(cell, params, xs, h0)
-    size, steps = h0.shape[0], xs.shape[0]
-    q0 = resolve_frame(key, frame, size, k, h0.dtype)
-    warmup = check_int("warmup", warmup, 0, steps - 1)
-    check_choice("scan", scan, ("sequential", "parallel"))
-    if scan == "parallel":  # k = 1: reduce of normalised products; k > 1: chunks + QR
-        lam, q = parallel_lyapunov_spectrum(cell, params, xs, h0, q0, warmup, method,
-                                            chunk=chunk)
-    else:
-        lam, q = _lyapunov_spectrum(cell, params, xs, h0, q0, warmup, method)
-    return (lam, q) if return_vectors else lam
-
-
-def start_frame(key, size: int, k: int, dtype) -> jax.Array:
-    """The orthonormal (S, k) start frame of the Lyapunov sweeps drawn with ``key``
-    (``key(FRAME_SEED)`` when None): the first k columns of one (S, S) draw, so top-k
-    exponents equal the full spectrum's leading ones; drawn in float32 whatever the
-    dtype, so float32 and float64 runs start from the same frame."""
-    key = jr.key(FRAME_SEED) if key is None else key
-    z = jr.normal(key, (size, size), jnp.float32)[:, :k].astype(dtype)
-    return jnp.linalg.qr(z)[0]
-
-
-def resolve_frame(key, frame, size: int, k: int | None, dtype) -> jax.Array:
-    """The start frame (S, k) of a sweep: ``frame`` checked (k read off it when None),
-    else :func:`start_frame` of ``key``.
-
-    Raises:
-        ValueError: ``frame`` with ``key``, not (S, k), or not orthonormal to
-            ``max(1e-6, S eps)`` (the loss of orthogonality of a Householder QR in the
-            frame's dtype, at worst).
-    """
-    if frame is None:
-        k = size if k is None else check_int("k", k, 1, size)
-        return start_frame(key, size, k, dtype)
-    if key is not None:
-        raise ValueError("`frame` and `key` are exclusive: `key` draws a random start "
-                         "frame, `frame` is one; pass one of them.")
-    if k is not None:
-        check_int("k", k, 1, size)
-    check_floating("frame", frame)
-    shape = np.shape(frame)
-    if (len(shape) != 2 or shape[0] != size or not 1 <= shape[1] <= size
-            or (k is not None and shape[1] != k)):
-        want = f"({size}, {k})" if k is not None else f"({size}, k), 1 <= k <= {size}"
-        raise ValueError(f"`frame` must have shape {want} (state size S, k exponents); "
-                         f"got {shape}.")
-    check_finite("frame", frame)
-    if is_concrete(frame):
-        q = np.asarray(frame, np.float64)
-        err = float(np.abs(q.T @ q - np.eye(shape[1])).max())
-        tol = max(1e-6, size * float(np.finfo(jnp.result_type(frame)).eps))
-        if err > tol:
-            raise ValueError(
-                f"`frame` must be orthonormal (Q^T Q = I to {tol:.1e}); got max|Q^T Q - I| "
-                f"= {err:.2e}. Orthonormalise it first: jnp.linalg.qr(frame)[0].")
-    return jnp.asarray(frame, dtype)
