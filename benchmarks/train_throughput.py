@@ -3,22 +3,28 @@
 For a vanilla tanh RNN and an LSTM (N = 128) on the adding task (T = 100, batch 128,
 Adam, float32) it times optimizer steps per second of
 
-- ``jax``: one run, the compiled ``lax.scan`` over steps that
-  :func:`gradspec.train` uses (fresh batch, forward, backward, gradient
-  records, Adam update per step);
+- ``jax``: one run, the compiled ``lax.scan`` over steps that :func:`gradspec.train`
+  uses (fresh batch, forward, backward, gradient records at the default
+  ``record_every``, Adam update per step);
+- ``jax_record_off``: the same with the transported gradient recorded at step 0 only;
 - ``jax_vmap16``: 16 seeds trained at once by ``jax.vmap`` (steps/s of each run;
   ``seed_steps_per_s`` = 16 x that);
+- ``before_*`` (with ``--baseline-rev REV``): the same three with ``loop.py`` as it was
+  at git revision REV (the rest of the package as it is now);
 - ``torch_<k>thr``: the same model, task and optimizer with ``torch.nn.RNN``/``nn.LSTM``
   + ``nn.Linear``, with PyTorch's default thread count and with one thread (skipped when
   PyTorch is missing); the ratios use the faster of the two.
 
-Compilation and warm-up are excluded; every timing ends with ``block_until_ready``
-(JAX) or after the synchronous CPU step (PyTorch). Results go to JSON with the device
-and library versions.
+Every method of a cell is timed in interleaved rounds (the order rotates each round),
+so load from other processes hits all alike; the ratios compare the best round of each.
+PyTorch runs in its own long-lived worker processes (its OpenMP pool and XLA's threads
+in one process compete), told over a pipe when to run. Compilation and warm-up are
+excluded; every timing ends with ``block_until_ready`` (JAX) or after the synchronous
+CPU step (PyTorch). Results go to JSON with the device and library versions.
 
 Usage::
 
-    python -m benchmarks.train_throughput [--quick] --out results_train.json
+    python -m benchmarks.train_throughput [--quick] [--baseline-rev REV] --out r.json
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import jax
@@ -40,11 +47,14 @@ import jaxlib
 import numpy as np
 import optax
 
+import gradspec.training.loop as _loop
 from gradspec.training import TrainConfig
-from gradspec.training.loop import _init_carry, _resolve, _run_chunk
 
 HIDDEN, T, BATCH, SEEDS = 128, 100, 128, 16
-TIMEOUT_S = 300  # per PyTorch worker process
+# Steps per timed call, from step 0: 10 (the default record_every) so that every
+# method records the transported gradient at its default rate, once per call.
+STEPS = 10
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _config(cell: str, **fields) -> TrainConfig:
@@ -62,81 +72,69 @@ def _config(cell: str, **fields) -> TrainConfig:
     )
 
 
-def _time(fn, repeats: int) -> float:
-    """Median wall seconds of ``fn()`` over ``repeats`` calls (after one warm-up)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def baseline_loop(rev: str):
+    """``gradspec/training/loop.py`` at git revision ``rev``, imported as a module of
+    the package as it is now."""
+    source = subprocess.run(["git", "show", f"{rev}:gradspec/training/loop.py"], cwd=ROOT,
+                            check=True, capture_output=True, text=True).stdout
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(source)
+    name = "gradspec.training._baseline_loop"
+    spec = importlib.util.spec_from_file_location(name, f.name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    os.unlink(f.name)
+    return module
 
 
-def bench_jax(cell: str, steps: int, repeats: int, seeds: int | None,
-              record_every: int | None = None) -> dict:
-    """``record_every``: the transported gradient's recording interval (None: the
-    TrainConfig default; a huge value: recorded at step 0 only, i.e. not timed)."""
-    fields = {} if record_every is None else {"record_every": record_every}
-    for_init, for_step = _resolve(_config(cell, **fields))
+def jax_method(loop, cell: str, steps: int, seeds: int | None, **fields):
+    """A call that runs ``steps`` compiled training steps of ``loop`` (compiled and
+    warmed up here) and waits for them; the same carry each call."""
+    for_init, for_step = loop._resolve(_config(cell, **fields))
     vmapped = seeds is not None
-    seed_array = jnp.arange(seeds if vmapped else 1, dtype=jnp.uint32)
-    seed_array = seed_array if vmapped else seed_array[0]
-    carry = jax.block_until_ready(_init_carry(for_init, seed_array, vmapped, None))
+    seed_array = jnp.arange(seeds, dtype=jnp.uint32) if vmapped else jnp.uint32(0)
+    carry = jax.block_until_ready(loop._init_carry(for_init, seed_array, vmapped, None))
 
     def run():
-        # Same carry each call: the compiled scan is timed, not a growing run.
-        jax.block_until_ready(_run_chunk(for_step, carry, 0, steps, vmapped))
+        jax.block_until_ready(loop._run_chunk(for_step, carry, 0, steps, vmapped))
 
-    seconds = _time(run, repeats)
-    n = seeds or 1
-    impl = "jax_vmap16" if vmapped else "jax"
-    return {
-        "impl": impl if record_every is None else f"{impl}_record_every_{record_every}",
-        "record_every": for_step.record_every,
-        "cell": cell,
-        "seeds": n,
-        "steps_timed": steps,
-        "seconds": seconds,
-        "steps_per_s": steps / seconds,
-        "seed_steps_per_s": n * steps / seconds,
-    }
+    run()
+    return run
 
 
-def bench_torch(
-    cell: str, steps: int, repeats: int, threads: int | None
-) -> dict | None:
-    """PyTorch steps/s with ``threads`` intra-op threads (None: PyTorch's default).
+class TorchWorker:
+    """PyTorch's training step in its own process, timed on request over a pipe."""
 
-    Runs in a fresh Python process: PyTorch's OpenMP pool and XLA's thread pool in one
-    process compete (and were seen to hang here), and neither should slow the other.
-    Returns None when PyTorch is not installed.
-    """
-    if importlib.util.find_spec("torch") is None:
-        return None
-    args = [cell, str(steps), str(repeats), str(threads or 0)]
-    cmd = [sys.executable, "-m", "benchmarks.train_throughput", "--torch-worker", *args]
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    try:
-        out = subprocess.run(
-            cmd, check=True, capture_output=True, text=True, cwd=root, timeout=TIMEOUT_S
-        ).stdout
-    except subprocess.TimeoutExpired:
-        # Seen on an oversubscribed CPU: OpenMP workers stuck at a barrier.
-        impl = f"torch_{threads}thr" if threads else "torch_default"
-        return {"impl": impl, "cell": cell, "error": f"timed out after {TIMEOUT_S} s"}
-    return json.loads(out.strip().splitlines()[-1])
+    def __init__(self, cell: str, threads: int):
+        cmd = [sys.executable, "-m", "benchmarks.train_throughput", "--torch-worker",
+               cell, str(threads)]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        self.threads = int(self._read())  # after its set-up and warm-up step
+
+    def _read(self) -> str:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError("the PyTorch worker exited")
+        return line.strip()
+
+    def __call__(self, steps: int) -> tuple[float, float]:
+        """(wall, CPU) seconds of ``steps`` training steps."""
+        self.proc.stdin.write(f"{steps}\n")
+        self.proc.stdin.flush()
+        wall, cpu = self._read().split()
+        return float(wall), float(cpu)
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
 
 
-def _torch_worker(cell: str, steps: int, repeats: int, threads: int) -> None:
+def _torch_worker(cell: str, threads: int) -> None:
     import torch
 
     if threads:
         torch.set_num_threads(threads)
-    print(json.dumps(_bench_torch(torch, cell, steps, repeats)))
-
-
-def _bench_torch(torch, cell: str, steps: int, repeats: int) -> dict:
     torch.manual_seed(0)
     rnn_cls = torch.nn.RNN if cell == "rnn" else torch.nn.LSTM
     rnn = rnn_cls(2, HIDDEN, batch_first=True)
@@ -159,21 +157,27 @@ def _bench_torch(torch, cell: str, steps: int, repeats: int) -> dict:
         loss.backward()
         opt.step()
 
-    def run():
-        for _ in range(steps):
+    step()
+    print(torch.get_num_threads(), flush=True)
+    for line in sys.stdin:
+        start, cpu = time.perf_counter(), time.process_time()
+        for _ in range(int(line)):
             step()
+        print(time.perf_counter() - start, time.process_time() - cpu, flush=True)
 
-    seconds = _time(run, repeats)
-    return {
-        "impl": f"torch_{torch.get_num_threads()}thr",
-        "cell": cell,
-        "seeds": 1,
-        "steps_timed": steps,
-        "seconds": seconds,
-        "steps_per_s": steps / seconds,
-        "seed_steps_per_s": steps / seconds,
-        "torch_threads": torch.get_num_threads(),
-    }
+
+def interleaved(methods: dict, repeats: int) -> dict:
+    """(wall, CPU) seconds of every call of each method, in ``repeats`` rounds whose
+    order rotates; ``methods``: name -> zero-argument call returning None (timed here,
+    CPU time of this process and its threads) or its own (wall, CPU) times."""
+    names, times = list(methods), {name: [] for name in methods}
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            start, cpu = time.perf_counter(), time.process_time()
+            own = methods[name]()
+            mine = (time.perf_counter() - start, time.process_time() - cpu)
+            times[name].append(own if own is not None else mine)
+    return times
 
 
 def device_info() -> dict:
@@ -193,80 +197,107 @@ def device_info() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        "load_average": os.getloadavg(),
     }
+
+
+def bench_cell(cell: str, steps: int, steps_vmap: int, repeats: int, baseline) -> tuple:
+    loops = {"": _loop} if baseline is None else {"": _loop, "before_": baseline}
+    methods, per_call = {}, {}  # name -> (seeds, steps per call)
+    for prefix, loop in loops.items():
+        for name, seeds, n, fields in (
+                ("jax", None, steps, {}),
+                ("jax_record_off", None, steps, {"record_every": 10**9}),
+                ("jax_vmap16", SEEDS, steps_vmap, {})):
+            methods[prefix + name] = jax_method(loop, cell, n, seeds, **fields)
+            per_call[prefix + name] = (seeds or 1, n)
+    workers = []
+    if importlib.util.find_spec("torch") is not None:
+        for threads in (0, 1):  # PyTorch's default and one thread
+            worker = TorchWorker(cell, threads)
+            workers.append(worker)
+            name = f"torch_{worker.threads}thr" + ("" if threads else "_default")
+            methods[name] = lambda w=worker: w(steps)
+            per_call[name] = (1, steps)
+    try:
+        times = interleaved(methods, repeats)
+    finally:
+        for worker in workers:
+            worker.close()
+    rows = {}
+    for name, pairs in times.items():
+        seeds, n = per_call[name]
+        wall, cpu = (list(x) for x in zip(*pairs))
+        rows[name] = {"impl": name, "cell": cell, "seeds": seeds, "steps_per_call": n,
+                      "seconds": wall, "cpu_seconds": cpu, "steps_per_s": n / min(wall),
+                      "steps_per_s_median": n / statistics.median(wall),
+                      "seed_steps_per_s": seeds * n / min(wall),
+                      # Per CPU-second: less sensitive to other processes' load.
+                      "seed_steps_per_cpu_s": seeds * n / min(cpu)}
+    return rows, _ratios(rows, loops)
+
+
+def _ratios(rows: dict, loops: dict) -> dict:
+    """Speed ratios by wall clock (the best call of each), and under ``per_cpu_s`` by
+    CPU seconds (this process's for JAX, the worker's for PyTorch; less sensitive to
+    other processes' load, blind to idle waits)."""
+    return {**_ratios_of(rows, loops, "seed_steps_per_s"),
+            "per_cpu_s": _ratios_of(rows, loops, "seed_steps_per_cpu_s")}
+
+
+def _ratios_of(rows: dict, loops: dict, key: str) -> dict:
+    torch = [r for k, r in rows.items() if k.startswith("torch")]
+    best = max((r[key] for r in torch), default=None)
+    ratios = {}
+    for prefix in loops:
+        r = {k: rows[prefix + k][key] for k in ("jax", "jax_record_off")}
+        r["vmap16_seed_steps"] = rows[prefix + "jax_vmap16"][key]
+        ratios[prefix + "ratios"] = {
+            # > 1: gradspec's step is faster than PyTorch's (faster thread setting).
+            "jax_vs_torch": r["jax"] / best if best else None,
+            "record_off_vs_torch": r["jax_record_off"] / best if best else None,
+            # > 1: vmap trains 16 seeds faster than 16 runs one after another.
+            "vmap16_vs_16_sequential": r["vmap16_seed_steps"] / r["jax"],
+            # Extra time per step for the transported gradient at the default interval.
+            "transported_overhead": r["jax_record_off"] / r["jax"] - 1,
+        }
+    if "before_" in loops:
+        ratios["after_vs_before"] = {
+            k: rows[k][key] / rows["before_" + k][key]
+            for k in ("jax", "jax_record_off", "jax_vmap16")}
+    return ratios
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="few steps, one repeat")
+    parser.add_argument("--quick", action="store_true", help="few steps, two rounds")
     parser.add_argument("--out", default=None, help="JSON output file")
-    parser.add_argument("--torch-worker", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--baseline-rev", default=None,
+                        help="also time loop.py of this git revision (before/after)")
+    parser.add_argument("--cells", default="rnn,lstm")
+    parser.add_argument("--torch-worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.torch_worker:
-        cell, steps, repeats, threads = args.torch_worker
-        _torch_worker(cell, int(steps), int(repeats), int(threads))
+        _torch_worker(args.torch_worker[0], int(args.torch_worker[1]))
         return {}
-    steps, steps_vmap, repeats = (5, 2, 1) if args.quick else (50, 10, 3)
-
-    def show(row):
-        if "error" in row:
-            print(f"{row['cell']:5s} {row['impl']:13s} {row['error']}", flush=True)
-        else:
-            print(
-                f"{row['cell']:5s} {row['impl']:13s} {row['steps_per_s']:9.2f} steps/s "
-                f"({row['seed_steps_per_s']:9.2f} seed-steps/s)",
-                flush=True,
-            )
-        return row
-
+    repeats = 2 if args.quick else 3
+    baseline = baseline_loop(args.baseline_rev) if args.baseline_rev else None
     results, ratios = [], {}
-    for cell in ("rnn", "lstm"):
-        single = show(bench_jax(cell, steps, repeats, None))
-        # The transported gradient's cost: recorded never (after step 0) and every step.
-        bare = show(bench_jax(cell, steps, repeats, None, record_every=10**9))
-        every_step = show(bench_jax(cell, steps, repeats, None, record_every=1))
-        vmapped = show(bench_jax(cell, steps_vmap, repeats, SEEDS))
-        # PyTorch's OpenMP threads can collapse on a busy machine (spin-waiting), so
-        # its default thread count and one thread are both timed; ratios use the faster.
-        torch_rows = [bench_torch(cell, steps, repeats, t) for t in (None, 1)]
-        torch_rows = [show(r) for r in torch_rows if r is not None]
-        timed = [r for r in torch_rows if "error" not in r]
-        torch_best = max(timed, key=lambda r: r["steps_per_s"], default=None)
-        results += [single, bare, every_step, vmapped, *torch_rows]
-        ratios[cell] = {
-            # Extra time per step for the transported gradient, default interval / every step.
-            "transported_overhead_default": bare["steps_per_s"] / single["steps_per_s"] - 1,
-            "transported_overhead_every_step": (
-                bare["steps_per_s"] / every_step["steps_per_s"] - 1),
-            # > 1: vmap trains 16 seeds faster than 16 runs one after another.
-            "vmap16_vs_16_sequential": vmapped["seed_steps_per_s"]
-            / single["steps_per_s"],
-            # > 1: gradspec's step is faster than PyTorch's (faster thread setting).
-            "jax_vs_torch": (
-                single["steps_per_s"] / torch_best["steps_per_s"]
-                if torch_best
-                else None
-            ),
-            "jax_vmap16_seed_steps_vs_torch": (
-                vmapped["seed_steps_per_s"] / torch_best["steps_per_s"]
-                if torch_best
-                else None
-            ),
-        }
+    for cell in args.cells.split(","):
+        steps = 2 if args.quick else STEPS
+        rows, ratios[cell] = bench_cell(cell, steps, steps, repeats, baseline)
+        for row in rows.values():
+            print(f"{cell:5s} {row['impl']:22s} {row['steps_per_s']:8.2f} steps/s "
+                  f"(median {row['steps_per_s_median']:8.2f}; "
+                  f"{row['seed_steps_per_s']:8.2f} seed-steps/s)", flush=True)
+        results += list(rows.values())
     report = {
         "benchmark": "train_throughput",
-        "settings": {
-            "hidden": HIDDEN,
-            "T": T,
-            "batch": BATCH,
-            "seeds": SEEDS,
-            "task": "adding",
-            "optimizer": "adam",
-            "dtype": "float32",
-            "quick": args.quick,
-            "repeats": repeats,
-        },
-        "device": device_info(),
+        "settings": {"hidden": HIDDEN, "T": T, "batch": BATCH, "seeds": SEEDS,
+                     "task": "adding", "optimizer": "adam", "dtype": "float32",
+                     "quick": args.quick, "repeats": repeats,
+                     "baseline_rev": args.baseline_rev},
+        "device": device_info(),  # load_average: at the end of the run
         "results": results,
         "ratios": ratios,
     }

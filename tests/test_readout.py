@@ -3,7 +3,6 @@
 import json
 import re
 
-import jax
 import jax.numpy as jnp
 import jax.random as jr
 import numpy as np

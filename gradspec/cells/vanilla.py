@@ -114,3 +114,18 @@ class RNN(ElmanParams, Cell):
 
     def vjp_from_residuals(self, params, slope, cotangent):
         return (cotangent * slope) @ params["W_hh"]
+
+    # The split the training loop's fast path uses (gradspec.training.recurrence):
+    # step(params, h, x) = activate(drive(params, x) + recurrent_matrix(params) @ h, h).
+    def drive(self, params, xs):
+        """The input part of the preactivation, :math:`W_{xh} x + b`, of xs (..., D) at
+        once: (..., N)."""
+        return xs @ params["W_xh"].T + params["b"][(None,) * (xs.ndim - 1)]
+
+    def recurrent_matrix(self, params):
+        """:math:`W_{hh}` (N, N): what multiplies the previous state."""
+        return params["W_hh"]
+
+    def activate(self, z, state):
+        """The new state from the whole preactivation z (..., N): :math:`f(z)`."""
+        return self.f(z)

@@ -14,9 +14,12 @@ total derivative through all later steps). Reverse mode computes those cotangent
 anyway to get the parameter gradient, so one ``jax.value_and_grad`` yields both.
 
 Speed: one ``jax.jit``-compiled step, ``jax.lax.scan`` over steps (in chunks, so a
-progress bar can move between them), ``jax.vmap`` over seeds. Remedies are options of
-:class:`TrainConfig`: gradient clipping, truncated BPTT, LSTM/GRU cells, orthogonal /
-identity / critical initialization, ReLU.
+progress bar can move between them), ``jax.vmap`` over seeds. RNN and LSTM batches run
+through :mod:`gradspec.training.recurrence` (input projection hoisted out of the time
+scan, a hand-written reverse pass whose weight gradient is one product after it, as
+PyTorch does); other cells through autodiff of their per-example scan. Remedies are
+options of :class:`TrainConfig`: gradient clipping, truncated BPTT, LSTM/GRU cells,
+orthogonal / identity / critical initialization, ReLU.
 """
 
 from __future__ import annotations
@@ -33,14 +36,14 @@ import numpy as np
 import optax
 from jax import lax
 
-from .. import init as _init
 from .._checks import check_int
-from .. import cells as _cells
 from ..cells import _default_dtype
 from . import flossing as _flossing
+from . import recurrence as _recurrence
 from . import tasks as _tasks
 from .config import _MAX_SEED, TrainConfig, _check_ints, _make_optimizer
 from .result import TrainResult, _outcome
+from .start import check_given, starting_params
 
 __all__ = ["train", "init_params", "task_batch", "apply"]
 
@@ -50,32 +53,6 @@ def _optax_promotion():
     # jax_numpy_dtype_promotion="strict" rejects; the optimizer runs under standard
     # promotion (params keep their dtype either way: the float64 scalars are weak).
     return jax.numpy_dtype_promotion("standard")
-
-
-def _recurrent_init(config: TrainConfig):
-    if config.init == "default":
-        return None
-    if config.init == "critical":
-        # It solves chi = 1 numerically; evaluate that now even when called under a
-        # trace (init inside jit/vmap), since the gain is a Python float.
-        with jax.ensure_compile_time_eval():
-            return _init.critical(
-                config.nonlinearity, sigma_b=0.0, sigma_x=_sigma_x(config)
-            )
-    return getattr(_init, config.init)(config.gain)
-
-
-def _sigma_x(config: TrainConfig) -> float:
-    r"""Std of each RNN unit's input drive at init: ``sigma_x`` of the critical gain.
-
-    ``W_xh`` ~ N(0, 1/D) makes :math:`\mathrm{Var}(W_{xh} x_t)_i = \|x_t\|^2 / D`;
-    averaged over the task's steps that is ``input_power / D``. The bias starts at 0
-    (``sigma_b = 0``). Gated cells get 0: their critical gain is the vanilla-RNN one,
-    applied per gate block."""
-    if not isinstance(config.make_cell(), _cells.RNN):
-        return 0.0
-    spec = config.spec
-    return math.sqrt(spec.input_power / spec.inputs)
 
 
 def _resolve(config: TrainConfig) -> tuple[TrainConfig, TrainConfig]:
@@ -99,69 +76,6 @@ def _resolve(config: TrainConfig) -> tuple[TrainConfig, TrainConfig]:
 
 
 # -- the model ------------------------------------------------------------------------
-
-
-def _init_params(config: TrainConfig, key, given=None) -> dict:
-    """The starting params: ``given`` ones where passed (``{"cell"}`` or ``{"cell",
-    "readout"}``), the config's init for the rest."""
-    cell, spec, dtype = config.make_cell(), config.spec, jnp.dtype(config.dtype)
-    k_cell, k_out = jr.split(key)
-    given = {} if given is None else given
-    if "cell" in given:
-        cell_params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), given["cell"])
-    else:
-        gates = {"gates": {g: dict(v) for g, v in config.gates}} if config.gates else {}
-        cell_params = cell.init(k_cell, config.hidden, spec.inputs,
-                                recurrent_init=_recurrent_init(config), dtype=dtype, **gates)
-        if config.forget_bias:
-            n = config.hidden
-            cell_params = dict(cell_params, bias_hh=cell_params["bias_hh"].at[n:2 * n].add(
-                config.forget_bias))
-    if "readout" in given:
-        return {"cell": cell_params, "readout": jax.tree_util.tree_map(
-            lambda a: jnp.asarray(a, dtype), dict(given["readout"]))}
-    n_out = cell.output_size(cell.state_size(config.hidden))
-    return {
-        "cell": cell_params,
-        # Readout W ~ N(0, 1/N_out): outputs of order one at init.
-        "readout": {
-            "W": _init.gaussian(1.0)(k_out, (spec.outputs, n_out), dtype),
-            "b": jnp.zeros((spec.outputs,), dtype),
-        },
-    }
-
-
-def _check_given(config: TrainConfig, params) -> dict | None:
-    """``params`` of :func:`train` as ``{"cell"[, "readout"]}``, checked against the
-    config's cell, sizes and task; None when not given."""
-    cell = config.make_cell()
-    if params is None:
-        if type(cell).init is _cells.Cell.init:
-            raise ValueError(f"{type(cell).__name__} has no init: pass its params to "
-                             "train(config, params=...).")
-        return None
-    if not isinstance(params, dict) or "cell" not in params:
-        params = {"cell": params}  # the cell's own params alone
-    unknown = sorted(set(params) - {"cell", "readout"})
-    if unknown:
-        raise ValueError(f"`params` must hold 'cell' (and optionally 'readout'); got keys "
-                         f"{unknown} too.")
-    _cells.check_params(cell, params["cell"])
-    hidden, spec = cell.hidden_size(params["cell"]), config.spec
-    if hidden != config.hidden:
-        raise ValueError(f"`params['cell']` has {hidden} hidden units; the config says "
-                         f"hidden={config.hidden}: make them equal.")
-    inputs = cell.input_size(params["cell"])
-    if inputs is not None and inputs != spec.inputs:
-        raise ValueError(f"`params['cell']` reads {inputs} inputs; the task "
-                         f"{config.task!r} gives {spec.inputs}.")
-    if "readout" in params:
-        n_out = cell.output_size(cell.state_size(hidden))
-        shapes = {k: np.shape(v) for k, v in dict(params["readout"]).items()}
-        if shapes != {"W": (spec.outputs, n_out), "b": (spec.outputs,)}:
-            raise ValueError(f"`params['readout']` must be {{'W': {(spec.outputs, n_out)}, "
-                             f"'b': {(spec.outputs,)}}}; got shapes {shapes}.")
-    return params
 
 
 def _readout(config: TrainConfig, params, hs):
@@ -192,6 +106,23 @@ def _forward(config: TrainConfig, params, xs, eps):
     h0 = cut(0, eps[0])  # h_0 = 0 + eps_0
     _, hs = lax.scan(body, h0, (jnp.arange(1, L + 1), xs, eps[1:]))
     return _readout(config, params, hs), hs
+
+
+def _forward_batch(config: TrainConfig, params, xs, eps):
+    """Outputs (B, L, K) and states h_1..h_L (L, B, S), time first, of a batch xs
+    (B, L, D); eps (L + 1, B, S) as in :func:`_forward`. Cells that split their step
+    (:func:`recurrence.has_fast_path`) take the hand-written reverse pass, the others
+    ``jax.vmap`` of :func:`_forward`: the same numbers to rounding."""
+    cell, L, w = config.make_cell(), xs.shape[1], config.tbptt
+    if _recurrence.has_fast_path(cell):
+        t = np.arange(L + 1)
+        keep = jnp.asarray((L - t) % w != 0 if w else np.ones(L + 1, bool))  # cut()
+        hs = _recurrence.hidden_states(cell, params["cell"], jnp.swapaxes(xs, 0, 1),
+                                       eps, keep)
+    else:
+        hs = jax.vmap(lambda x, e: _forward(config, params, x, e)[1],
+                      in_axes=(0, 1), out_axes=1)(xs, eps)
+    return jnp.swapaxes(_readout(config, params, hs), 0, 1), hs
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -297,23 +228,23 @@ def _train_step(config: TrainConfig, optimizer, carry, step):
     batch = _batch(config, k_data, step)
     B, L = config.batch, config.spec.length
     cell = config.make_cell()
-    eps = jnp.zeros((B, L + 1, cell.state_size(config.hidden)), dtype)
+    eps = jnp.zeros((L + 1, B, cell.state_size(config.hidden)), dtype)
 
     def objective(params, eps):
-        forward = functools.partial(_forward, config)
-        outputs, hs = jax.vmap(forward, in_axes=(None, 0, 0))(params, batch.inputs, eps)
+        outputs, hs = _forward_batch(config, params, batch.inputs, eps)
         return _tasks.loss(batch, outputs), (outputs, hs)
 
     (loss, (outputs, hs)), (grads, g_eps) = jax.value_and_grad(
         objective, argnums=(0, 1), has_aux=True)(params, eps)
-    # g_eps[b, t] = dL/dh_t of example b = (1/B) d l_b / d h_t, with mean_b l_b = L.
+    # g_eps[t, b] = dL/dh_t of example b = (1/B) d l_b / d h_t, with mean_b l_b = L.
     # Only the recorded states: h_0, then h_{L-k} for k in lags.
     t = np.concatenate([[0], L - np.asarray(config.lags)])
-    log_g = jnp.mean(_log_norm(g_eps[:, t], -1), axis=0) + math.log(B)
+    log_g = jnp.mean(_log_norm(g_eps[t], -1), axis=1) + math.log(B)
 
     def transported():
         one = functools.partial(_log_transported, config, params)
-        logs = jax.vmap(one)(batch.inputs, hs, batch.targets[:, -1])[:, np.asarray(config.lags)]
+        logs = jax.vmap(one, in_axes=(0, 1, 0))(batch.inputs, hs, batch.targets[:, -1])
+        logs = logs[:, np.asarray(config.lags)]
         # Examples whose gradient is exactly zero (a saturated softmax that already
         # predicts its target, dead ReLUs) carry no rate: average over the finite ones.
         finite = jnp.isfinite(logs)
@@ -356,7 +287,7 @@ def _train_step(config: TrainConfig, optimizer, carry, step):
 def _init_carry(config, seeds, vmapped, given):
     def one(seed):
         k_params, k_data = _keys(seed)
-        params = _init_params(config, k_params, given)
+        params = starting_params(config, k_params, given)
         with _optax_promotion():
             opt_state = _make_optimizer(config).init(params)
             floss_state = _flossing.init_phases(config, params["cell"], k_data)
@@ -472,7 +403,7 @@ def train(
         ((2, 20), (2, 20, 5), 2)
     """
     for_init, for_step = _resolve(config)
-    given = _check_given(config, params)
+    given = check_given(config, params)
     if seeds is None:
         seed_array, vmapped = jnp.asarray(config.seed, jnp.uint32), False
     else:
@@ -543,7 +474,7 @@ def init_params(config: TrainConfig, *, seed: int | None = None, params=None) ->
         ((8, 8), (1, 8))
     """
     for_init, _ = _resolve(config)
-    given = _check_given(config, params)
+    given = check_given(config, params)
     seed = config.seed if seed is None else check_int("seed", seed, 0, _MAX_SEED)
     return _init_carry(for_init, jnp.asarray(seed, jnp.uint32), False, given)[0]
 
