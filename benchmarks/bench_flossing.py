@@ -1,9 +1,9 @@
 """Gradient flossing and Lyapunov recording: cost per step against a plain training step.
 
 The setting of ``examples/flossing.py``: a tanh RNN (N = 64) on delayed XOR (d = 20,
-T = 130, batch 16), Adam, float32. It times, as steps per second of the compiled
-``lax.scan`` that :func:`gradspec.train` runs (one seed, compilation and warm-up
-excluded, every timing ended by ``block_until_ready``):
+T = 130, 0/1 bits, batch 16), Adam, float32. It times, as seconds per step of the
+compiled ``lax.scan`` that :func:`gradspec.train` runs (one seed, compilation and
+warm-up excluded, every timing ended by ``block_until_ready``):
 
 - ``plain``: the training step (fresh batch, forward, backward, records, Adam);
 - ``floss_step_k<k>``: one flossing step alone (the pre-/inter-flossing phase step:
@@ -14,8 +14,9 @@ excluded, every timing ended by ``block_until_ready``):
 - ``lyapunov_k<k>_every_1``: a training step that records the top k exponents every
   step (``lyapunov_every=1``; the default-off cost is zero, every n steps costs 1/n).
 
-Ratios are seconds per step over the plain step's (the mean of a timing at the start
-and one at the end, whose spread shows the noise), measured in the same process.
+Ratios are seconds per step over the plain step's, measured in the same process in
+interleaved rounds (every case once per round, the order rotated), so that a burst of
+load from other processes hits all of them alike; each case's best round counts.
 
 Usage::
 
@@ -45,32 +46,34 @@ KS = (1, 8, 32)
 
 
 def _config(**fields) -> TrainConfig:
-    return TrainConfig(task="delayed_xor", T=T, task_options={"delay": DELAY},
+    return TrainConfig(task="delayed_xor", T=T,
+                       task_options={"delay": DELAY, "encoding": "binary"},
                        hidden=HIDDEN, init="gaussian", batch=BATCH, optimizer="adam",
                        learning_rate=1e-3, clip_norm=1.0, dtype="float32", **fields)
 
 
-def _time(fn, repeats: int) -> float:
-    """Best wall seconds of ``fn()`` over ``repeats`` calls (after one warm-up): the
-    best, not the median, as ``benchmarks/_timing.py`` compares, since bursts of load
-    on a shared machine only ever add time."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def _interleaved(cases: dict, repeats: int) -> dict:
+    """name -> best wall seconds of ``cases[name]()`` over ``repeats`` interleaved
+    rounds, after one warm-up call each (the best, not the median, as
+    ``benchmarks/_timing.py`` compares: bursts of load only ever add time)."""
+    for fn in cases.values():
         fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    names, best = list(cases), dict.fromkeys(cases, float("inf"))
+    for i in range(repeats):
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            start = time.perf_counter()
+            cases[name]()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
 
 
-def bench_train(name: str, config: TrainConfig, steps: int, repeats: int) -> dict:
-    """Seconds per step of the compiled training scan of ``config`` (one seed)."""
+def train_case(config: TrainConfig, steps: int):
+    """A call running ``steps`` steps of the compiled training scan of ``config`` (one
+    seed)."""
     for_init, for_step = _resolve(config)
     carry = jax.block_until_ready(_init_carry(for_init, jnp.uint32(0), False, None))
     # Steps 1..: no scheduled phase, so only the per-step work is timed.
-    seconds = _time(lambda: jax.block_until_ready(
-        _run_chunk(for_step, carry, 1, steps, False)), repeats)
-    return {"impl": name, "steps_timed": steps, "s_per_step": seconds / steps}
+    return lambda: jax.block_until_ready(_run_chunk(for_step, carry, 1, steps, False))
 
 
 @functools.partial(jax.jit, static_argnames=("config", "steps"))
@@ -81,16 +84,13 @@ def _flossing_steps(config, cell_params, state, steps):
     return params, state
 
 
-def bench_floss_step(k: int, steps: int, repeats: int) -> dict:
-    """Seconds per flossing step (the pre-/inter-flossing phase's own step)."""
+def floss_case(k: int, steps: int):
+    """A call running ``steps`` flossing steps (the pre-/inter-flossing phase's own)."""
     config = _resolve(_config(flossing=FlossConfig(k=k, T=HORIZON, warmup=WARMUP,
                                                    pre_steps=1)))[1]
     params = _init_carry(config, jnp.uint32(0), False, None)[0]["cell"]
     state = _flossing.init_phases(config, params, jax.random.key(0))
-    seconds = _time(lambda: jax.block_until_ready(
-        _flossing_steps(config, params, state, steps)), repeats)
-    return {"impl": f"floss_step_k{k}", "k": k, "steps_timed": steps,
-            "s_per_step": seconds / steps}
+    return lambda: jax.block_until_ready(_flossing_steps(config, params, state, steps))
 
 
 def main(argv=None) -> dict:
@@ -100,28 +100,22 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     steps, floss_steps, repeats = (10, 3, 1) if args.quick else (100, 30, 5)
 
-    def show(row):
-        print(f"{row['impl']:26s} {1e3 * row['s_per_step']:9.3f} ms/step", flush=True)
-        return row
-
-    plain = show(bench_train("plain", _config(), steps, repeats))
-    results = [plain]
+    cases = {"plain": (train_case(_config(), steps), steps)}
     for k in KS:
-        results.append(show(bench_floss_step(k, floss_steps, repeats)))
+        cases[f"floss_step_k{k}"] = floss_case(k, floss_steps), floss_steps
         every = FlossConfig(k=k, T=HORIZON, warmup=WARMUP, every=1)
-        results.append(show(bench_train(f"train_floss_every_k{k}", _config(flossing=every),
-                                        floss_steps, repeats)))
+        cases[f"train_floss_every_k{k}"] = (
+            train_case(_config(flossing=every), floss_steps), floss_steps)
     for k in (4, 32):
-        results.append(show(bench_train(f"lyapunov_k{k}_every_1",
-                                        _config(lyapunov_every=1, lyapunov_k=k),
-                                        steps, repeats)))
-    # The plain step again, last: the spread of the two is the run's timing noise
-    # (a shared machine); ratios use their mean.
-    again = show(bench_train("plain_again", _config(), steps, repeats))
-    results.append(again)
-    base = (plain["s_per_step"] + again["s_per_step"]) / 2
+        cases[f"lyapunov_k{k}_every_1"] = (
+            train_case(_config(lyapunov_every=1, lyapunov_k=k), steps), steps)
+    best = _interleaved({name: fn for name, (fn, _) in cases.items()}, repeats)
+    results = [{"impl": name, "steps_timed": n, "s_per_step": best[name] / n}
+               for name, (_, n) in cases.items()]
+    for row in results:
+        print(f"{row['impl']:26s} {1e3 * row['s_per_step']:9.3f} ms/step", flush=True)
+    base = results[0]["s_per_step"]
     ratios = {r["impl"]: r["s_per_step"] / base for r in results}
-    ratios["plain_spread"] = abs(plain["s_per_step"] - again["s_per_step"]) / base
     report = {
         "benchmark": "flossing",
         "settings": {"hidden": HIDDEN, "delay": DELAY, "T": T, "batch": BATCH,

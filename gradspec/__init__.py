@@ -52,12 +52,16 @@ from .measure import running_exponents as running_exponents
 from .measure import gradient_profile_from_jacobians as gradient_profile_from_jacobians
 from .measure import local_exponents_from_jacobians as local_exponents_from_jacobians
 from .measure import lyapunov_spectrum_from_jacobians as lyapunov_spectrum_from_jacobians
+from .measure import covariant_lyapunov_vectors as covariant_lyapunov_vectors
 from .measure import (
     product_singular_values_from_jacobians as product_singular_values_from_jacobians,
 )
+from .training import FlossConfig as FlossConfig
 from .training import TrainConfig as TrainConfig
 from .training import TrainResult as TrainResult
 from .training import tasks as tasks
+from .training import floss as floss
+from .training import flossing_loss as flossing_loss
 from .training import train as train
 from .training import verify as verify
 from .verdicts import Diagnosis as Diagnosis
@@ -107,9 +111,13 @@ __all__ = [
     "gradient_profile_from_jacobians",
     "local_exponents_from_jacobians",
     "lyapunov_spectrum_from_jacobians",
+    "covariant_lyapunov_vectors",
     "product_singular_values_from_jacobians",
     "TrainConfig",
     "TrainResult",
     "train",
+    "FlossConfig",
+    "floss",
+    "flossing_loss",
     "verify",
 ]

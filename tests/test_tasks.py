@@ -206,6 +206,11 @@ def test_train_config_accepts_every_task(name):
         (lambda k: tasks.describe("delayed_xor", 9, delay=None), ValueError, "`delay`"),
         (lambda k: tasks.describe("delayed_xor", 9, delay=5), ValueError, "`delay`"),
         (
+            lambda k: tasks.delayed_xor(k, 4, 10, delay=2, encoding="pm1"),
+            ValueError,
+            "`encoding`",
+        ),
+        (
             lambda k: tasks.delayed_xor(k, 4, 10, delay=2, dtype="int32"),
             TypeError,
             "`dtype`",
@@ -260,6 +265,26 @@ def test_delayed_xor_targets_are_xor_of_the_delayed_bits(getkey, dtype, T, d):
         tasks.generate("delayed_xor", jr.key(5), B, T, delay=d, dtype=dtype).targets,
         tasks.delayed_xor(jr.key(5), B, T, delay=d, dtype=dtype).targets,
     )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_delayed_xor_binary_encoding_feeds_the_same_bits_as_0_1(dtype):
+    # Engelken's encoding: x_t = s_t. Same key, same bits, same targets and mask as the
+    # +-1 encoding, whose x = 2 s - 1 is checked against the targets above.
+    B, T, d = 64, 30, 5
+    sign = tasks.delayed_xor(jr.key(2), B, T, delay=d, dtype=dtype)
+    binary = tasks.generate("delayed_xor", jr.key(2), B, T, delay=d, encoding="binary",
+                            dtype=dtype)
+    assert binary.inputs.dtype == jnp.dtype(dtype)
+    np.testing.assert_array_equal(binary.inputs, (np.asarray(sign.inputs) + 1) / 2)
+    for a, b in ((binary.targets, sign.targets), (binary.mask, sign.mask)):
+        np.testing.assert_array_equal(a, b)
+    # input_power = E[x^2]: 1/2 for fair 0/1 bits, 1 for +-1 (exact per step).
+    spec = tasks.describe("delayed_xor", T, delay=d, encoding="binary")
+    assert spec.input_power == 0.5
+    assert tasks.describe("delayed_xor", T, delay=d).input_power == 1.0
+    # 1920 fair bits: E[x^2] = 1/2 with standard error 0.011.
+    assert float(jnp.mean(binary.inputs**2)) == pytest.approx(0.5, abs=0.05)
 
 
 def test_delayed_xor_bits_are_fair_and_baseline_is_ln2(getkey):

@@ -258,7 +258,8 @@ def _copy(key, batch, T, alphabet, length, dtype):
     return Task(inputs, targets, mask, jnp.asarray(spec.baseline, dtype), spec.kind)
 
 
-def _delayed_xor_spec(T: int, delay: int | None) -> TaskSpec:
+def _delayed_xor_spec(T: int, delay: int | None, encoding: str = "sign") -> TaskSpec:
+    check_choice("encoding", encoding, ("sign", "binary"))
     T = check_int("T", T, 3)
     if delay is None:
         raise ValueError("`delay` is required for task 'delayed_xor': pass delay=d "
@@ -267,15 +268,16 @@ def _delayed_xor_spec(T: int, delay: int | None) -> TaskSpec:
     if 2 * delay >= T:
         raise ValueError(f"`delay` must satisfy 2 * delay < T (the first target reads "
                          f"the bit 2d steps back); got delay={delay} with T={T}.")
-    # The bit as +-1: input power 1.
-    return TaskSpec(T, 1, 2, baseline=math.log(2.0), kind="xent", input_power=1.0)
+    return TaskSpec(T, 1, 2, math.log(2.0), "xent", 1.0 if encoding == "sign" else 0.5)
 
 
-def delayed_xor(key, batch: int, T: int, *, delay: int, dtype=None) -> Task:
+def delayed_xor(key, batch: int, T: int, *, delay: int, encoding: str = "sign",
+                dtype=None) -> Task:
     r"""Delayed XOR: at every step t > 2d, the XOR of the bits d and 2d steps back.
 
     I.i.d. fair bits :math:`s_t`, t = 1..T, are fed on one input channel as
-    :math:`x_t = 2 s_t - 1 \in \{-1, +1\}` (zero mean, unit power). For
+    :math:`x_t = 2 s_t - 1 \in \{-1, +1\}` (``encoding="sign"``: zero mean, power 1)
+    or :math:`x_t = s_t \in \{0, 1\}` (``"binary"``: power 1/2, Engelken's code). For
     :math:`t > 2d` (d = ``delay``) the target is the class :math:`y_t = s_{t-d} \oplus
     s_{t-2d}`, one-hot over K = 2, and the mask is 1; before (0-based steps < 2d) the
     mask and the target rows are 0. Given all the bits but one of :math:`s_{t-d},
@@ -287,11 +289,12 @@ def delayed_xor(key, batch: int, T: int, *, delay: int, dtype=None) -> Task:
         batch: number of sequences B >= 1.
         T: sequence length, >= 3.
         delay: the lag d >= 1 with 2d < T (so at least the last step has a target).
+        encoding: ``"sign"`` (+-1) or ``"binary"`` (0/1, same bits); else ValueError.
         dtype: float dtype of inputs/targets/mask; default float32 (float64 under x64).
 
     Returns:
-        A :class:`Task` with ``inputs`` (B, T, 1) of +-1, ``targets`` (B, T, 2),
-        ``mask`` (B, T), ``baseline`` ln 2, ``kind="xent"``.
+        A :class:`Task` with ``inputs`` (B, T, 1) of +-1 (or 0/1), ``targets``
+        (B, T, 2), ``mask`` (B, T), ``baseline`` ln 2, ``kind="xent"``.
 
     Raises:
         ValueError: ``batch < 1``, ``T < 3``, ``delay`` missing, < 1 or >= T / 2.
@@ -311,20 +314,20 @@ def delayed_xor(key, batch: int, T: int, *, delay: int, dtype=None) -> Task:
         of a long sequence; here the bits sit at the fixed lags d and 2d.
     """
     batch = check_int("batch", batch, 1)
-    _delayed_xor_spec(T, delay)
-    return _delayed_xor(key, batch, T, delay, _dtype(dtype))
+    _delayed_xor_spec(T, delay, encoding)
+    return _delayed_xor(key, batch, T, delay, encoding, _dtype(dtype))
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
-def _delayed_xor(key, batch, T, delay, dtype):
-    spec = _delayed_xor_spec(T, delay)
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4, 5))
+def _delayed_xor(key, batch, T, delay, encoding, dtype):
+    spec = _delayed_xor_spec(T, delay, encoding)
     bits = jr.bits(key, (batch, T), jnp.uint32)  # one threefry call, as in adding
     s = (bits >> 31).astype(jnp.int32)  # the top bit: a fair coin, 0/1
     y = s[:, delay : T - delay] ^ s[:, : T - 2 * delay]  # 0-based i >= 2d: i-d, i-2d
     none = jnp.zeros((batch, 2 * delay, 2), dtype)
     targets = jnp.concatenate([none, jax.nn.one_hot(y, 2, dtype=dtype)], axis=1)
     mask = jnp.broadcast_to(jnp.arange(T) >= 2 * delay, (batch, T)).astype(dtype)
-    inputs = (2 * s - 1).astype(dtype)[..., None]
+    inputs = (2 * s - 1 if encoding == "sign" else s).astype(dtype)[..., None]
     return Task(inputs, targets, mask, jnp.asarray(spec.baseline, dtype), spec.kind)
 
 
@@ -448,7 +451,8 @@ def _digits(key, pixels, labels, batch, dtype):
 _REGISTRY = {
     "adding": ({}, adding, _adding_spec),
     "copy": ({"alphabet": 8, "length": 10}, copy, _copy_spec),
-    "delayed_xor": ({"delay": None}, delayed_xor, _delayed_xor_spec),
+    "delayed_xor": (
+        {"delay": None, "encoding": "sign"}, delayed_xor, _delayed_xor_spec),
     "digits": ({"permuted": False, "split": "train"}, _digits_generator, _digits_spec),
 }
 TASKS = {name: entry[0] for name, entry in _REGISTRY.items()}
@@ -474,8 +478,8 @@ def describe(name: str, T: int, **options) -> TaskSpec:
         name: a key of :data:`TASKS`: ``"adding"``, ``"copy"``, ``"delayed_xor"`` or
             ``"digits"``.
         T: the task's T (see each generator; ``"digits"`` requires T = 64).
-        **options: the generator's keyword options (``alphabet``, ``length`` for copy;
-            ``delay``, required, for delayed_xor; ``permuted``, ``split`` for digits).
+        **options: the generator's keyword options (``alphabet``, ``length``: copy;
+            ``delay``, ``encoding``: delayed_xor; ``permuted``, ``split``: digits).
 
     Returns:
         A :class:`TaskSpec` of Python numbers.
