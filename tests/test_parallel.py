@@ -336,7 +336,7 @@ def test_public_scan_argument_of_the_spectra(getkey):
         par = gradspec.lyapunov_spectrum(cell, params, xs, k=k, warmup=30, scan="parallel")
         np.testing.assert_allclose(par, seq, rtol=0, atol=1e-10)
     seq = gradspec.product_singular_values(cell, params, xs[:60])
-    par = gradspec.product_singular_values(cell, params, xs[:60], scan="parallel", chunk=4)
+    par = gradspec.product_singular_values(cell, params, xs[:60], scan="parallel")
     np.testing.assert_allclose(par, seq, rtol=1e-10, atol=1e-10)
     with pytest.raises(ValueError, match="scan"):
         gradspec.lyapunov_spectrum(cell, params, xs, scan="deer")
