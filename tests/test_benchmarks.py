@@ -92,6 +92,7 @@ def tiny(tmp_path_factory):
     return out, _strict_json(out)
 
 
+@pytest.mark.slow
 def test_top_level_schema(tiny):
     path, res = tiny
     assert res["schema_version"] == 1 and res["mode"] == "tiny"
@@ -113,6 +114,7 @@ def test_top_level_schema(tiny):
     assert os.path.exists(os.path.splitext(path)[0] + ".md")
 
 
+@pytest.mark.slow
 def test_records_schema(tiny):
     _, res = tiny
     recs = res["records"]
@@ -146,6 +148,7 @@ def test_records_schema(tiny):
             assert r["flops_per_s"] > 0 and r["frac_of_peak"] > 0
 
 
+@pytest.mark.slow
 def test_library_accuracy_within_tolerance(tiny):
     _, res = tiny
     checked = 0
@@ -161,6 +164,7 @@ def test_library_accuracy_within_tolerance(tiny):
     assert checked >= 10
 
 
+@pytest.mark.slow
 def test_baselines_and_ratios_present(tiny):
     _, res = tiny
     prof = [
@@ -194,6 +198,7 @@ def test_baselines_and_ratios_present(tiny):
             assert acc.get("metric") is not None or acc.get("not_checked")
 
 
+@pytest.mark.slow
 def test_targets(tiny):
     _, res = tiny
     names = [t["name"] for t in res["targets"]]
@@ -204,6 +209,7 @@ def test_targets(tiny):
     assert res["targets"][0]["measured"] > 0  # profile vs plain grad: measured in tiny
 
 
+@pytest.mark.slow
 def test_plot_writes_png_and_pdf_without_global_style(tiny, tmp_path):
     import matplotlib
 
@@ -303,6 +309,7 @@ def test_log_norm_where_the_squares_under_and_overflow():
     assert whole == pytest.approx(math.log(5e-30), rel=1e-6)
 
 
+@pytest.mark.slow
 def test_precision_check_runs_and_cpu_precisions_agree(tmp_path):
     # On a CPU "highest" and "tensorfloat32" compute the same float32 product, so the two
     # rows of each kernel must carry the same error against float64, and that error is

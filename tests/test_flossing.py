@@ -219,6 +219,7 @@ def flossed():
     return config, train(config, seeds=[0, 1], progress=False, chunk_size=1)
 
 
+@pytest.mark.slow
 def test_lyapunov_records_equal_lyapunov_spectrum(flossed):
     config, result = flossed
     assert result.lyapunov.shape == (2, 3, 3) and result.lyapunov_steps == (0, 3, 6)

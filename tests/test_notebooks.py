@@ -91,6 +91,7 @@ def executed(request, tmp_path_factory):
     return results
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_runs(executed, name):
     returncode, output, seconds = executed[name]

@@ -89,6 +89,7 @@ def test_linear_recurrence_by_hand(diagonal):
 # -- the gradient profile --------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["tanh", "lstm"])
 def test_gradient_profile_parallel_equals_sequential(name, getkey, small_blocks):
     cell, params = _cell_and_params(name, getkey())
@@ -140,6 +141,7 @@ def test_top_exponent_equals_sequential(small_blocks):
     np.testing.assert_allclose(qp, q, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_top_k_within_1e8_by_the_chunk_rule():
     # The case: C (lambda_1 - lambda_16) <= 18 at N = 64.
     cell, params, xs, h0 = _tanh(1.2, 64, 1000)
@@ -173,6 +175,7 @@ def test_chunk_rule_by_hand():
     assert parallel.chunk_for_spread(100.0, np.float32) == 1
 
 
+@pytest.mark.slow
 def test_exponents_under_jit_use_the_traced_chunk():
     cell, params, xs, h0 = _tanh(1.0, 8, 400)
     q0 = spectra.start_frame(None, 8, 4, jnp.float64)

@@ -41,6 +41,7 @@ def test_lambda_zero_line_hand_checkable():
         gated.lambda_zero_line(y, lam[:, :3])
 
 
+@pytest.mark.slow
 def test_quenched_line_agrees_with_gated_critical(data):
     for s, line in zip(data["sigma"], data["critical_mu_f"]):
         solved = theory.gated_critical("lstm", sigma=float(s), rho={"g": 0.5}, hidden=64)

@@ -143,6 +143,7 @@ def test_non_normal_is_vanishing_with_transient_growth():
     assert any("Pascanu bound allows growth" in r for r in p.reasons)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", [cells.LSTM(), cells.GRU()])
 def test_gated_cells_predict_from_samples(cell, getkey):
     params = cell.init(getkey(), 32, 2, dtype=jnp.float64)
@@ -210,6 +211,7 @@ def test_cli_diagnose_prints_verdict_and_reason(capsys):
     assert "Pascanu" in out and "mean-field" in out
 
 
+@pytest.mark.slow
 def test_cli_diagnose_json_and_torch_state_dict(tmp_path, capsys):
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
@@ -289,6 +291,7 @@ def test_collapsed_trajectories_do_not_decide_the_rate_of_the_others():
     assert any("log_gradient_ratio = -inf" in r for r in gone.reasons)
 
 
+@pytest.mark.slow
 def test_predict_reports_the_gated_theory_beside_the_network():
     """An LSTM drawn from the gated model (sigma = 1, mu_f = 1, rho_g = 0.5): predict
     reads the per-gate statistics back off the weights (sampling error O(N^-1/2) and

@@ -92,6 +92,7 @@ def test_invisible_units_are_the_silent_memory(getkey):
     assert re.search(r"output gate 9\.\d+e-14", text)  # sigmoid(-30 + small input drive)
 
 
+@pytest.mark.slow
 def test_gate_statistics_of_a_silent_layer_inside_a_stack(getkey):
     """Silent memory in the top layer of a 2-layer LSTM Stack: the why names its units
     (layer1.c[...]) and their gates along the run, layer 1 fed layer 0's outputs; the
@@ -135,6 +136,7 @@ def test_gate_statistics_of_a_silent_layer_inside_a_stack(getkey):
     assert f"input gate {np.mean(means):.3g}" in text
 
 
+@pytest.mark.slow
 def test_cli_takes_a_whole_torch_stack_with_your_inputs_and_readout(tmp_path, capsys):
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)

@@ -56,6 +56,7 @@ def test_make_critical_vanilla(gain):
     assert abs(_numpy_top_exponent(np.asarray(fixed.params["W_hh"]))) < 0.0115 + 0.01
 
 
+@pytest.mark.slow
 def test_make_critical_lstm_moves_the_forget_bias(getkey):
     cell = cells.LSTM()
     params = cell.init(getkey(), 16, 2, dtype=jnp.float64)

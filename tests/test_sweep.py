@@ -619,6 +619,7 @@ def _check_store_lines(store: Path) -> list[str]:
     return hashes
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_then_resume(tmp_path):
     script = tmp_path / "killable.py"
     script.write_text(_KILLABLE)

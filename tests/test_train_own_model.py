@@ -64,6 +64,7 @@ def test_given_cell_params_get_a_drawn_readout_and_are_checked():
                                                               "b": jnp.zeros(1)}})
 
 
+@pytest.mark.slow
 def test_a_converted_flax_cell_trains_and_verifies():
     nn = pytest.importorskip("flax.linen")
     module = nn.OptimizedLSTMCell(6, param_dtype=jnp.float64)

@@ -46,12 +46,14 @@ def test_verify_rejects_non_configs():
         verify([{"cell": "rnn"}])
 
 
+@pytest.mark.slow
 def test_cli_verify_json(capsys):
     assert cli.main(["verify", "--T", "20", "--steps", "3", "--hidden", "16", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 5 and {r["outcome"] for r in rows} <= {"solved", "stalled", "diverged"}
 
 
+@pytest.mark.slow
 def test_quick_study_and_config_file(tmp_path):
     from gradspec.training import read_grid, study_grid
 
