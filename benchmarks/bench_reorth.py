@@ -1,11 +1,15 @@
-r"""``reorth_every`` of ``lyapunov_spectrum``: before (m = 1, one QR per step) / after
-(``"auto"``, the default) and fixed m, with accuracy.
+r"""``reorth_every`` and ``qr`` of ``lyapunov_spectrum``: before (m = 1, one Householder
+QR per step) / after (both ``"auto"``, the default) and the variants between, with
+accuracy.
 
 Problem: the tanh RNN of ``_runner.rnn_problem`` (S = N), the full spectrum (k = N) and
 the top N/8 exponents, float32 and float64, at ``cfg.reorth_points``. Each variant is
-``lyapunov_spectrum(k=k, reorth_every=m)`` called from Python (``"auto"`` measures the
-spread on the host, so it is not put under ``jax.jit``); the matmul peak is timed in the
-same interleaved rounds. FLOPs: one QR per m steps executes
+``lyapunov_spectrum(k=k, reorth_every=m, qr=qr)`` called from Python (``"auto"``
+measures the spread on the host, and ``qr="auto"`` is Householder under a trace, so it
+is not put under ``jax.jit``); the matmul peak is timed in the same interleaved rounds.
+``qr="gram"`` executes more FLOPs than Householder (two projections and two Cholesky
+factorisations per panel) but only matrix products; the effective rate counts
+Householder's. FLOPs: one QR per m steps executes
 **T 2N^2 (k + 2) + ceil(T/m) (4Nk^2 - (4/3)k^3)**; ``frac_of_peak_same_rounds`` counts
 one QR per step (``bench_spectra.lyap_flops``: the work the exponents stand for, the
 "effective" rate), ``executed_frac_of_peak_same_rounds`` (fixed m) the executed count.
@@ -30,18 +34,24 @@ from . import _timing as Tm
 from . import bench_spectra as S
 
 BENCH = "lyapunov_reorth"
-#: m = 1 (before), "auto" (after, the default) and fixed m, whose accuracy shows what
-#: the rule guards against.
-REORTH_VARIANTS = (1, "auto", 2, 4, 8)
+#: (m, qr): one Householder QR per step (before), both "auto" (after, the default), each
+#: change alone, and fixed m, whose accuracy shows what the rule guards against.
+BEFORE = (1, "householder")
+REORTH_VARIANTS = (BEFORE, ("auto", "auto"), ("auto", "householder"), (1, "gram"),
+                   (2, "auto"), (4, "auto"), (8, "auto"))
 #: Called with the study's records after each case (``main`` writes them then).
 CHECKPOINT = None
 
 
-def make_lyap_host(cell, k, reorth_every):
+def make_lyap_host(cell, k, reorth_every, qr):
     """``lyapunov_spectrum`` called from Python (not under jit: "auto" measures)."""
     return lambda p, xs, h0: gradspec.lyapunov_spectrum(
-        cell, p, xs, h0, k=k, reorth_every=reorth_every
+        cell, p, xs, h0, k=k, reorth_every=reorth_every, qr=qr
     )
+
+
+def _name(variant) -> str:
+    return "m={} qr={}".format(*variant)
 
 
 def _square(n, dtype, device):
@@ -61,10 +71,10 @@ def reorth_study(cfg, env, peaks, device) -> list:
         for k in (N, N // 8):
             R.log(f"[{BENCH}] N={N} T={T} k={k} {dtype}")
             prepared = {
-                f"m={m}": Tm.host_call(
-                    make_lyap_host(c, k, m), p, xs, h0, sync=jax.block_until_ready, host=False
+                _name(v): Tm.host_call(
+                    make_lyap_host(c, k, *v), p, xs, h0, sync=jax.block_until_ready, host=False
                 )
-                for m in REORTH_VARIANTS
+                for v in REORTH_VARIANTS
             }
             prepared["matmul_N"] = Tm.jax_call(jnp.dot, a_n, a_n)
             prepared["matmul_peak"] = Tm.jax_call(jnp.dot, a_p, a_p)
@@ -74,10 +84,10 @@ def reorth_study(cfg, env, peaks, device) -> list:
             )
             ref = S._jax_ref(lambda cell, k=k: S.make_lyap(cell, k, "autodiff"), prob)
             case = {**prob.case(), "k": k}
-            for m in REORTH_VARIANTS:
-                timing = t[f"m={m}"]
+            for m, qr in REORTH_VARIANTS:
+                timing = t[_name((m, qr))]
                 executed = {}
-                if m != "auto":
+                if m != "auto" and qr == "householder":
                     executed["executed_flops"] = S.lyap_flops(N, T, k, m)
                     executed["executed_frac_of_peak_same_rounds"] = (
                         S.lyap_flops(N, T, k, m) / timing.best / peak_same
@@ -86,7 +96,7 @@ def reorth_study(cfg, env, peaks, device) -> list:
                     Rec.record(
                         env=env,
                         benchmark=BENCH,
-                        method=f"m={m}",
+                        method=_name((m, qr)),
                         library=True,
                         case=case,
                         timing=timing,
@@ -101,15 +111,23 @@ def reorth_study(cfg, env, peaks, device) -> list:
                             "float64 lyapunov_spectrum(k), method='autodiff', m = 1",
                         ),
                         reorth_every=m,
+                        qr=qr,
                         frac_of_peak_same_rounds=S.lyap_flops(N, T, k) / timing.best / peak_same,
                         matmul_same_rounds_flops_per_s=peak_same,
-                        speedup_vs_m1=t["m=1"].best / timing.best,
+                        speedup_vs_before=t[_name(BEFORE)].best / timing.best,
                         **executed,
                     )
                 )
             if CHECKPOINT is not None:
                 CHECKPOINT(recs)
     return recs
+
+
+def run(cfg, env, peaks, device) -> list:
+    """The study for ``benchmarks.run --only reorth`` (its checkpoints: ``R.CHECKPOINT``)."""
+    global CHECKPOINT
+    CHECKPOINT = R.CHECKPOINT
+    return reorth_study(cfg, env, peaks, device)
 
 
 def main(argv=None):
@@ -152,8 +170,8 @@ def main(argv=None):
     write(recs)
     for r in recs:
         acc = r["accuracy"]
-        R.log(f"{r['dtype']} N={r['N']} T={r['T']} k={r['k']} {r['method']:>8}: "
-              f"{r['run_best_s'] * 1e3:8.1f} ms  x{r['speedup_vs_m1']:.2f}  "
+        R.log(f"{r['dtype']} N={r['N']} T={r['T']} k={r['k']} {r['method']:>22}: "
+              f"{r['run_best_s'] * 1e3:8.1f} ms  x{r['speedup_vs_before']:.2f}  "
               f"{100 * r['frac_of_peak_same_rounds']:5.1f}% of peak (effective)  "
               f"err {acc['value']:.1e} ({'ok' if acc['within_tolerance'] else 'OVER'})")
 

@@ -96,6 +96,7 @@ def main(argv=None) -> dict:
         bench_gradient_profile,
         bench_parallel,
         bench_predict,
+        bench_reorth,
         bench_spectra,
         bench_step_jacobians,
     )
@@ -107,6 +108,7 @@ def main(argv=None) -> dict:
         "step_jacobians": bench_step_jacobians.run,
         "predict": bench_predict.run,
         "parallel": bench_parallel.run,
+        "reorth": bench_reorth.run,
     }
     t_start = time.perf_counter()
     Tm.TORCH_THREADS = args.torch_threads
@@ -143,8 +145,10 @@ def main(argv=None) -> dict:
             )
             + f"; float32 at TF32 {peaks['float32_tf32_flops']['flops'] / 1e9:.1f} GFLOP/s"
         )
-        # Not by default: spectra_targets (studies) and parallel (its own grid, minutes).
-        names = args.only or [n for n in runs if n not in ("spectra_targets", "parallel")]
+        # Not by default: spectra_targets (studies), parallel and reorth (their own grids,
+        # minutes each).
+        names = args.only or [n for n in runs
+                              if n not in ("spectra_targets", "parallel", "reorth")]
         for i, name in enumerate(names):
             R.CHECKPOINT = lambda partial: _write(
                 args.out, mode, cfg, env, peaks, records + partial, t_start, complete=False

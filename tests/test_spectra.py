@@ -343,7 +343,8 @@ def _chosen_m(monkeypatch):
 
     def spy(*args):
         out = run(*args)
-        calls.append((args[-1], out[-1]))  # (m, worst block spread: traced under jit)
+        # args: cell, params, xs, h0, q0, warmup, method, m, factor.
+        calls.append((args[7], out[-1]))  # (m, worst block spread: traced under jit)
         return out
 
     monkeypatch.setattr(lyapunov, "_blocked_spectrum", spy)

@@ -28,9 +28,14 @@ nats at N = 256). Measured there against float64 with m = 1, m = 2 leaves errors
 4e-8 (float64) and 0.2 (float32) where m = 1 leaves 7e-12 and 6e-3. The top k
 exponents of a narrow part of the spectrum take m up to 8 (the top 64 of that
 network: 0.12 nats per step, m = 8, 1.4-1.8 times faster in float64 with the same
-error, measured), where the QR of a tall frame costs the most. CholeskyQR (jax #8542)
-is not used: it squares the block's condition number, up to :math:`e^{2L} = 1/\epsilon`
-under this rule, and breaks down where Householder QR still keeps half the digits.
+error, measured), where the QR of a tall frame costs the most.
+
+Each QR is Householder's (LAPACK, cuSOLVER) or, with ``qr="gram"`` (``"auto"``: frames
+of at least :data:`GRAM_MIN_COLUMNS` columns outside a trace), block Gram-Schmidt with
+CholeskyQR panels (:mod:`gradspec.measure.gram_qr`): matrix products only, checked per
+factorisation and redone by Householder where Cholesky breaks down. CholeskyQR of the
+whole frame would square its condition number, up to :math:`e^{2L} = 1/\epsilon` under
+the rule above; the panels and the second projection keep it to one panel's.
 
 :func:`lyapunov_sweep` (per-step local exponents: :mod:`gradspec.measure.dynamics`,
 :mod:`gradspec.measure.from_jacobians`) stays one QR per step; only
@@ -49,6 +54,7 @@ from jax import lax
 
 from .._checks import check_choice, check_finite, check_floating, check_int, is_concrete
 from .._precision import full_precision
+from . import gram_qr
 from ._inputs import check_trajectory_inputs
 from .jacobians import Method, _derivatives, _states
 from .parallel import _chosen_chunk, _spread, parallel_lyapunov_spectrum, platform_of, resolve_scan
@@ -60,6 +66,8 @@ __all__ = ["lyapunov_spectrum", "lyapunov_sweep", "start_frame", "resolve_frame"
 FRAME_SEED = 0
 #: Largest m ``reorth_every="auto"`` picks: past 8 the QR is under 1/8 of a step's work.
 REORTH_MAX = 8
+#: Fewest frame columns for which ``qr="auto"`` factors by :mod:`gradspec.measure.gram_qr`.
+GRAM_MIN_COLUMNS = 32
 #: Steps run with m = 1 whose spread sets ``reorth_every="auto"``.
 REORTH_PROBE = 16
 
@@ -89,9 +97,11 @@ def rate_spread(rates) -> float:
     return _spread(rates) if np.all(np.isfinite(rates)) else np.inf
 
 
-def _qr_log_diag(z, q):
+def _qr_log_diag(z, q, factor: str = "householder"):
     """QR of z = J q: (Q, log|diag R|). The signs of R's diagonal are irrelevant: only
-    |R_ii| enters the spectra.
+    |R_ii| enters the spectra. ``factor``: ``"householder"`` (LAPACK) or ``"gram"``
+    (:func:`gradspec.measure.gram_qr.qr_log_diag`: matrix products, checked, Householder
+    where the check fails); the same values to rounding.
 
     Where z is exactly zero (the step killed every direction of the frame: all relu
     units off, J = 0) the log is -inf and the frame ``q`` it was pushed from is kept.
@@ -103,8 +113,9 @@ def _qr_log_diag(z, q):
         # GPU that call costs ~0.1 ms whatever the size).
         norm = jnp.linalg.norm(z)
         return jnp.where(norm > 0, z / jnp.where(norm > 0, norm, 1), q), jnp.log(norm)[None]
-    q_new, r = jnp.linalg.qr(z)
-    return jnp.where(jnp.any(z != 0), q_new, q), jnp.log(jnp.abs(jnp.diagonal(r)))
+    if factor == "gram":
+        return gram_qr.qr_log_diag(z, q)
+    return gram_qr.householder_log_diag(z, q)
 
 
 def _frame_maps(cell, method):
@@ -168,19 +179,20 @@ def blocks(inputs, m: int):
     return (whole if n else None), (rest if steps % m else None)
 
 
-def _blocked_sum(apply, q, inputs, m: int):
+def _blocked_sum(apply, q, inputs, m: int, factor: str = "householder"):
     """Benettin's sweep of the frame q through the factors ``inputs`` in time order, one
-    QR per m of them (m = 1: exactly the per-step sweep, no normalisation):
+    QR (``factor``: :func:`_qr_log_diag`) per m of them (m = 1: exactly the per-step
+    sweep, no normalisation):
     ``(Q_end, summed log|diag R| (k,), worst block spread ())``."""
     k, dtype = q.shape[1], q.dtype
 
     def block(carry, block_inputs):
         q, total, worst = carry
         if m == 1:
-            q, logd = _qr_log_diag(apply(block_inputs, q), q)
+            q, logd = _qr_log_diag(apply(block_inputs, q), q, factor)
         else:
             z, logs, _ = push_frame(apply, q, block_inputs)
-            q, logd = _qr_log_diag(z, q)
+            q, logd = _qr_log_diag(z, q, factor)
             logd = logd + logs
         return (q, total + logd, jnp.maximum(worst, block_spread(logd))), None
 
@@ -193,9 +205,9 @@ def _blocked_sum(apply, q, inputs, m: int):
     return carry
 
 
-@functools.partial(jax.jit, static_argnames=("cell", "method", "warmup", "m"))
+@functools.partial(jax.jit, static_argnames=("cell", "method", "warmup", "m", "factor"))
 @full_precision
-def _blocked_spectrum(cell, params, xs, h0, q0, warmup, method, m):
+def _blocked_spectrum(cell, params, xs, h0, q0, warmup, method, m, factor="householder"):
     """Blocked sweep over the warm-up, then over the rest (blocks never straddle it):
     ``(summed log|diag R| after the warm-up (k,), summed over all steps (k,), Q_T, h_T,
     worst block spread)``."""
@@ -204,15 +216,27 @@ def _blocked_spectrum(cell, params, xs, h0, q0, warmup, method, m):
     apply = lambda step_inputs, q: jvp(params, *step_inputs, q)
     q, before, worst = q0, jnp.zeros(q0.shape[1], q0.dtype), jnp.zeros((), q0.dtype)
     if warmup:
-        q, before, worst = _blocked_sum(apply, q, (prev[:warmup], xs[:warmup]), m)
-    q, after, worst_after = _blocked_sum(apply, q, (prev[warmup:], xs[warmup:]), m)
+        q, before, worst = _blocked_sum(apply, q, (prev[:warmup], xs[:warmup]), m, factor)
+    q, after, worst_after = _blocked_sum(apply, q, (prev[warmup:], xs[warmup:]), m, factor)
     return after, before + after, q, hs[-1], jnp.maximum(worst, worst_after)
 
 
-def _reorthonormalised_spectrum(cell, params, xs, h0, q0, warmup, method, m):
+def resolve_qr(qr: str, k: int, traced_call: bool) -> str:
+    """The factorisation ``qr="auto"`` means: ``"gram"`` (:mod:`gradspec.measure.gram_qr`)
+    for frames of at least :data:`GRAM_MIN_COLUMNS` columns outside a trace,
+    ``"householder"`` otherwise (under ``jax.vmap`` its per-step fallback would run both)."""
+    check_choice("qr", qr, ("auto", "householder", "gram"))
+    if qr != "auto":
+        return qr
+    return "gram" if k >= GRAM_MIN_COLUMNS and not traced_call else "householder"
+
+
+def _reorthonormalised_spectrum(cell, params, xs, h0, q0, warmup, method, m, qr="auto"):
     """``(exponents (k,) descending, Q_T)`` re-orthonormalised every m steps (None:
-    "auto", the first :data:`REORTH_PROBE` steps with m = 1 setting m for the rest)."""
+    "auto", the first :data:`REORTH_PROBE` steps with m = 1 setting m for the rest), each
+    QR by ``qr`` (:func:`resolve_qr`)."""
     steps, dtype = xs.shape[0], h0.dtype
+    factor = resolve_qr(qr, q0.shape[1], traced(params, xs, h0, q0))
     done = {"steps": 0, "h": h0, "q": q0, "sum": jnp.zeros(q0.shape[1], dtype)}
 
     def probe():
@@ -220,7 +244,7 @@ def _reorthonormalised_spectrum(cell, params, xs, h0, q0, warmup, method, m):
             return None
         first = min(steps, REORTH_PROBE)
         after, total, q, h, _ = _blocked_spectrum(cell, params, xs[:first], h0, q0,
-                                                  min(warmup, first), method, 1)
+                                                  min(warmup, first), method, 1, factor)
         done.update(steps=first, h=h, q=q, sum=after)
         return rate_spread(total / first)
 
@@ -229,7 +253,7 @@ def _reorthonormalised_spectrum(cell, params, xs, h0, q0, warmup, method, m):
         if done["steps"] < steps:
             after, _, q, _, worst = _blocked_spectrum(
                 cell, params, xs[done["steps"]:], done["h"], q, max(0, warmup - done["steps"]),
-                method, m)
+                method, m, factor)
             total = total + after
             worst = float(worst) if is_concrete(worst) else None
         return (jnp.sort(total / (steps - warmup))[::-1], q), worst
@@ -273,6 +297,7 @@ def lyapunov_spectrum(
     scan: str = "sequential",
     chunk: int | None = None,
     reorth_every: int | str = "auto",
+    qr: str = "auto",
 ) -> jax.Array | tuple[jax.Array, jax.Array]:
     r"""The k largest Lyapunov exponents by Benettin's QR method (natural log per step).
 
@@ -335,6 +360,12 @@ def lyapunov_spectrum(
             from the spread of the first 16 steps, run with m = 1, and lowered while a
             block breaks the rule; m = 1 under a trace (inside ``jax.jit``), where
             nothing can be measured.
+        qr: how each re-orthonormalisation is factored for ``scan="sequential"``:
+            ``"householder"`` (LAPACK/cuSOLVER QR), ``"gram"`` (block Gram-Schmidt with
+            Cholesky panels, :mod:`gradspec.measure.gram_qr`: matrix products, 2-3x
+            faster for a wide frame on a CPU; each factorisation checked and redone by
+            Householder where it fails) or ``"auto"``: ``"gram"`` for k >= 32 outside a
+            trace, else ``"householder"``. The same exponents to rounding.
         key: PRNG key of the random orthonormal start frame; ``key(FRAME_SEED)`` when
             None. Never coordinate axes: a frame of axes never leaves an invariant
             subspace (decoupled memory cells, a diagonal recurrence), so it can miss
@@ -358,6 +389,7 @@ def lyapunov_spectrum(
     Raises:
         ValueError: ``frame`` not (S, k) or not orthonormal, or given with ``key``;
             ``reorth_every`` neither "auto" nor an int >= 1, or an int with
+            ``scan="parallel"``; ``qr`` not one of its choices, or explicit with
             ``scan="parallel"``.
 
     Warns:
@@ -389,18 +421,19 @@ def lyapunov_spectrum(
     warmup = check_int("warmup", warmup, 0, steps - 1)
     check_choice("scan", scan, ("sequential", "parallel", "auto"))
     m = check_reorth(reorth_every)
+    check_choice("qr", qr, ("auto", "householder", "gram"))
     if scan == "auto":  # the measured table of gradspec.measure.parallel; an explicit m: ours
-        scan = "sequential" if m is not None else resolve_scan(
+        scan = "sequential" if m is not None or qr != "auto" else resolve_scan(
             "lyapunov_spectrum", platform=platform_of(xs), size=size, length=steps,
             k=q0.shape[1])
     if scan == "parallel":  # k = 1: reduce of normalised products; k > 1: chunks + QR
-        if m is not None:
-            raise ValueError("`reorth_every` is for scan='sequential'; with "
+        if m is not None or qr != "auto":
+            raise ValueError("`reorth_every` and `qr` are for scan='sequential'; with "
                              "scan='parallel' `chunk` sets the steps per QR.")
         lam, q = parallel_lyapunov_spectrum(cell, params, xs, h0, q0, warmup, method,
                                             chunk=chunk)
     else:
-        lam, q = _reorthonormalised_spectrum(cell, params, xs, h0, q0, warmup, method, m)
+        lam, q = _reorthonormalised_spectrum(cell, params, xs, h0, q0, warmup, method, m, qr)
     return (lam, q) if return_vectors else lam
 
 
