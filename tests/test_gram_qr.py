@@ -151,9 +151,10 @@ def test_dead_relu_network_same_answer():
 
 
 def test_auto_choice_and_checks():
-    assert resolve_qr("auto", 64, traced_call=False) == "gram"
-    assert resolve_qr("auto", 64, traced_call=True) == "householder"  # no vmap'd cond
-    assert resolve_qr("auto", 8, traced_call=False) == "householder"
+    assert resolve_qr("auto", 512, traced_call=False) == "gram"
+    assert resolve_qr("auto", 512, traced_call=True) == "householder"  # no vmap'd cond
+    assert resolve_qr("auto", 64, traced_call=False) == "householder"  # one panel
+    assert resolve_qr("householder", 512, traced_call=False) == "householder"
     cell, params, xs, h0 = _tanh_network(8, 1.0, jnp.float64, steps=5)
     with pytest.raises(ValueError, match="`qr`"):
         gradspec.lyapunov_spectrum(cell, params, xs, h0, qr="cholesky")

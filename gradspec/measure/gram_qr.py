@@ -1,10 +1,13 @@
 r"""QR of a frame by block Gram-Schmidt with Cholesky panels: matrix products only.
 
-Householder QR (LAPACK ``geqrf`` + ``orgqr``) spends most of its time in panel steps that
-are matrix-vector work: on a CPU it reaches ~15-25% of the matmul peak at S = 512, and it
-is the slowest part of Benettin's sweep once the frame is wide. This module factors
-:math:`Z = QR` (S, k) with the same result to rounding from matrix-matrix products, a
-Cholesky factorisation and a triangular solve of one panel at a time.
+Householder QR (LAPACK ``geqrf`` + ``orgqr``) spends much of its time in panel steps
+that are matrix-vector work, and it is the larger part of Benettin's sweep once the
+frame is wide. This module factors :math:`Z = QR` (S, k) with the same result to
+rounding from matrix-matrix products, plus a small Cholesky factorisation and a
+triangular solve per panel. Measured in the full-spectrum sweep (tanh, CPU, one
+interleaved run of ``benchmarks/bench_reorth.py``): 1.08x / 1.20x faster at N = 512 and
+1.28x / 1.29x at N = 1024 (float32 / float64); a single panel (k <= :data:`PANEL`) is
+not faster than Householder.
 
 The columns are split into panels :math:`Z = [Z_1, \dots, Z_p]` of width
 :data:`PANEL`; with :math:`Q_{<i}` the finished columns, each panel is projected,

@@ -66,8 +66,11 @@ __all__ = ["lyapunov_spectrum", "lyapunov_sweep", "start_frame", "resolve_frame"
 FRAME_SEED = 0
 #: Largest m ``reorth_every="auto"`` picks: past 8 the QR is under 1/8 of a step's work.
 REORTH_MAX = 8
-#: Fewest frame columns for which ``qr="auto"`` factors by :mod:`gradspec.measure.gram_qr`.
-GRAM_MIN_COLUMNS = 32
+#: Fewest frame columns for which ``qr="auto"`` factors by :mod:`gradspec.measure.gram_qr`:
+#: one panel (k <= 128) is no faster than Householder QR on the CPU (the top 64 of N = 512:
+#: 0.89x float32, 0.96x float64), two or more are (the full spectrum: 1.07-1.33x, measured
+#: by ``benchmarks/bench_reorth.py``).
+GRAM_MIN_COLUMNS = 128
 #: Steps run with m = 1 whose spread sets ``reorth_every="auto"``.
 REORTH_PROBE = 16
 
@@ -362,9 +365,9 @@ def lyapunov_spectrum(
             nothing can be measured.
         qr: how each re-orthonormalisation is factored for ``scan="sequential"``:
             ``"householder"`` (LAPACK/cuSOLVER QR), ``"gram"`` (block Gram-Schmidt with
-            Cholesky panels, :mod:`gradspec.measure.gram_qr`: matrix products, 2-3x
-            faster for a wide frame on a CPU; each factorisation checked and redone by
-            Householder where it fails) or ``"auto"``: ``"gram"`` for k >= 32 outside a
+            Cholesky panels, :mod:`gradspec.measure.gram_qr`: matrix products, 1.1-1.3x
+            faster for the full spectrum at N = 512-1024 on a CPU; each factorisation checked and redone by
+            Householder where it fails) or ``"auto"``: ``"gram"`` for k >= 128 outside a
             trace, else ``"householder"``. The same exponents to rounding.
         key: PRNG key of the random orthonormal start frame; ``key(FRAME_SEED)`` when
             None. Never coordinate axes: a frame of axes never leaves an invariant
