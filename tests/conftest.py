@@ -1,7 +1,19 @@
 """Strict numerics for every test (as Equinox does): float64 available, no silent dtype
 or rank promotion, so a float32 input that comes back float64 (or vice versa) fails."""
 
-import jax
+import os
+
+# Compiling, not computing, is most of this suite's time: a test compiles its programs
+# and runs them once on small inputs. XLA's CPU backend at optimisation level 0 compiles
+# them ~1.5x faster (tests/test_spectra.py: 115 -> 74 s, one core). The arithmetic is the
+# same up to rounding (instruction selection and order), which every tolerance here
+# allows for, as it allows for AVX2 vs AVX-512. Subprocesses inherit it. A level already
+# in XLA_FLAGS wins: XLA_FLAGS=--xla_backend_optimization_level=3 tests the default.
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                               " --xla_backend_optimization_level=0").strip()
+
+import jax  # noqa: E402  (after XLA_FLAGS: read when the CPU backend starts)
 import jax.random as jr
 import pytest
 
