@@ -116,7 +116,16 @@ def test_lorenz_neutral_clv_is_the_flow_direction():
     assert np.median(cos[:, 0]) < 0.95 and np.median(cos[:, 2]) < 0.95  # the others are not
     lam = np.asarray(r.exponents) / 0.01  # per unit time, over 40 time units
     assert abs(lam[1]) < 0.05 and lam[0] == pytest.approx(0.9056, abs=0.15)
-    assert lam.sum() == pytest.approx(-(10 + 1 + 8 / 3), abs=0.01)
+    # Volumes: the flow contracts them at div f = -(sigma + 1 + beta) everywhere, so the
+    # covariant growths telescope, sum_t sum_i gamma_i = n dt div f + log(|det V_first| /
+    # |det V_last|) up to RK4's O(dt^4) (measured 1e-4). The boundary term over 40 time
+    # units moves the finite-window sum by ~0.03 with the trajectory (which rounding
+    # changes: chaos), so the identity is asserted with it, the sum alone loosely.
+    v, local = np.asarray(r.vectors), np.asarray(r.local)
+    boundary = math.log(abs(np.linalg.det(v[0])) / abs(np.linalg.det(v[-1])))
+    div = (local.sum() - boundary) / (len(local) * 0.01)
+    assert div == pytest.approx(-(10 + 1 + 8 / 3), abs=1e-3)
+    assert lam.sum() == pytest.approx(-(10 + 1 + 8 / 3), abs=0.1)
 
 
 def test_leading_vectors_do_not_depend_on_k_and_match_the_sweep():
@@ -140,10 +149,12 @@ def test_vmap_equals_loop_and_default_warmups():
     b = jax.vmap(lambda x: _clv(cell, params, x, k=4).vectors)(jnp.stack([xs, -xs]))
     # vmap reorders the jvp's sums (eps per step); the backward pass solves with R_t,
     # whose condition number (~e^(lambda_1 - lambda_k) per step) multiplies that
-    # rounding until the pass forgets it: measured 1.1e-10 for k = 4 (4e-8 for k = 12,
-    # where R_t's condition is ~1e3).
-    np.testing.assert_allclose(b[0], r.vectors, rtol=0, atol=1e-9)
-    np.testing.assert_allclose(b[1], _clv(cell, params, -xs, k=4).vectors, rtol=0, atol=1e-9)
+    # rounding until the pass forgets it: measured 1.1e-10 for k = 4 at XLA's default
+    # optimisation (4e-8 for k = 12, where R_t's condition is ~1e3), and 2.1e-8 for the
+    # second input at level 0 (the suite's, tests/conftest.py), whose instruction order
+    # differs more between the two programs. A wrong vector is off by O(1).
+    np.testing.assert_allclose(b[0], r.vectors, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(b[1], _clv(cell, params, -xs, k=4).vectors, rtol=0, atol=1e-7)
 
 
 def test_dead_direction_leaves_the_leading_vectors_intact():
